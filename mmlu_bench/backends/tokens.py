@@ -1,0 +1,100 @@
+"""Token-level planning shared by the in-process backends (transformers, llama.cpp).
+
+Turns requests into model input rows exactly as lm-eval 0.4.13 builds them, and finds the
+token prefix a subject's rows share so it can be computed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..schema import ScoreRequest
+
+Encode = Callable[[str], list[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One model input and what to read from its logits.
+
+    `reads` pairs a choice index with that choice's continuation tokens; continuation token j
+    is read from the logits at position len(tokens) - len(targets) + j.
+    """
+
+    qid: str
+    tokens: tuple[int, ...]
+    reads: tuple[tuple[int, tuple[int, ...]], ...]
+    n_tokens: int  # context + continuation tokens of all choices, as lm-eval counts them
+
+
+def encode_pair(encode: Encode, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-eval's _encode_pair: trailing context spaces move into the continuation, and the
+    continuation is what tokenizing context+continuation adds beyond the context's tokens.
+
+    Tokenizing " A" on its own can differ from how it tokenizes after "Answer:" (and BOS is
+    added only at the start), so the split is taken from the whole string.
+    """
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    whole = encode(context + continuation)
+    context_enc = encode(context)
+    return context_enc, whole[len(context_enc):]
+
+
+def plan_rows(request: ScoreRequest, encode: Encode, max_length: int) -> list[Row]:
+    """One row when every continuation is one token (read all four letters at the answer
+    position: one forward pass per question), else one row per choice, as lm-eval runs them."""
+    pairs = [encode_pair(encode, request.context, c) for c in request.continuations]
+    n_tokens = sum(len(ctx) + len(cont) for ctx, cont in pairs)
+    for ctx, cont in pairs:
+        assert ctx and cont, f"{request.qid}: empty context or continuation after tokenizing"
+    same_context = all(ctx == pairs[0][0] for ctx, _ in pairs)
+    if same_context and all(len(cont) == 1 for _, cont in pairs):
+        # lm-eval feeds (context + continuation)[-(max_length + 1):][:-1]: the context,
+        # left-truncated so that context + one token fits.
+        tokens = tuple(pairs[0][0][-max_length:])
+        return [Row(request.qid, tokens, tuple((i, tuple(c)) for i, (_, c) in enumerate(pairs)),
+                    n_tokens)]
+    rows = []
+    for i, (ctx, cont) in enumerate(pairs):
+        tokens = tuple((ctx + cont)[-(max_length + 1):][:-1])
+        rows.append(Row(request.qid, tokens, ((i, tuple(cont)),), n_tokens))
+    return rows
+
+
+def common_prefix(rows: Sequence[Row]) -> int:
+    """Length of the longest token prefix all rows share, leaving each row at least one token
+    of its own (the answer position must be computed in the row's batch)."""
+    if not rows:
+        return 0
+    first = rows[0].tokens
+    n = min(len(r.tokens) for r in rows) - 1
+    for r in rows[1:]:
+        t = r.tokens
+        i = 0
+        while i < n and t[i] == first[i]:
+            i += 1
+        n = i
+    return max(n, 0)
+
+
+def batches(rows: Sequence[Row], offset: int, batch_size: int | None,
+            token_budget: int) -> list[list[Row]]:
+    """Longest rows first (an out-of-memory shows up at once, and lengths in a batch are close,
+    so padding stays small). A batch holds `batch_size` rows, or with batch_size None as many
+    as fit `token_budget` padded tokens beyond the shared `offset`."""
+    ordered = sorted(rows, key=lambda r: -len(r.tokens))
+    out: list[list[Row]] = []
+    for row in ordered:
+        if out:
+            current = out[-1]
+            width = len(current[0].tokens) - offset  # the first row is the longest
+            fits = (len(current) < batch_size if batch_size
+                    else width * (len(current) + 1) <= token_budget)
+            if fits:
+                current.append(row)
+                continue
+        out.append([row])
+    return out

@@ -1,0 +1,91 @@
+"""The typed run configuration. Rejects unknown or contradictory settings before any work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from . import backends
+from .errors import ConfigError
+
+DTYPES = ("auto", "float32", "fp32", "float16", "fp16", "bfloat16", "bf16")
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    model: str  # without the backend prefix
+    backend: str = "hf"
+    data_dir: str | None = None
+    subjects: str | None = None  # comma-separated subjects or categories; None = all 57
+    num_fewshot: int = 0
+    limit: int | None = None  # lm-eval's meaning: the first N test questions of each subject
+    output: str | None = None
+    batch_size: str = "auto"  # "auto" or a number of rows
+    device: str = "auto"
+    dtype: str = "auto"
+    quantize: str | None = None  # 8bit | 4bit (hf on CUDA)
+    prefix_sharing: bool = True
+    # llama.cpp
+    n_gpu_layers: int = 0
+    threads: int | None = None
+    ctx_size: int = 4096
+    # servers
+    model_name: str | None = None
+    api_key: str | None = None  # never written to records, results or logs
+    concurrency: int = 4
+    timeout: float = 120.0
+    progress: bool = True
+
+    @classmethod
+    def from_spec(cls, model_spec: str, **settings) -> RunConfig:
+        """Build from '[backend:]model' and keyword settings; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        backend, model = backends.parse_model(model_spec)
+        return cls(model=model, backend=backend, **settings).checked()
+
+    def checked(self) -> RunConfig:
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit {self.limit}: give a positive number of questions per "
+                              "subject, or leave it out for the full test set.")
+        if self.num_fewshot < 0:
+            raise ConfigError(f"--num-fewshot {self.num_fewshot}: use 0 to 5.")
+        if self.batch_size != "auto" and not (str(self.batch_size).isdigit()
+                                              and int(self.batch_size) > 0):
+            raise ConfigError(f"--batch-size {self.batch_size!r}: use a positive number or auto.")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype {self.dtype!r}: use one of {', '.join(DTYPES)}.")
+        if self.quantize not in (None, "8bit", "4bit"):
+            raise ConfigError(f"--quantize {self.quantize!r}: use 8bit or 4bit.")
+        if self.quantize and self.backend != "hf":
+            raise ConfigError("--quantize is for the hf: backend; GGUF and Ollama models are "
+                              "already quantized.")
+        if self.concurrency < 1:
+            raise ConfigError("--concurrency must be at least 1.")
+        if self.backend == "openai" and not self.model_name:
+            raise ConfigError("openai: needs --model-name, the model id the server serves "
+                              "(see its /v1/models).")
+        return self
+
+    def output_dir(self) -> Path:
+        """The run folder. The default is derived from the settings, so running the same
+        command again finds the same folder and resumes."""
+        if self.output:
+            return Path(self.output).expanduser()
+        name = self.model_name if self.backend == "openai" else self.model
+        parts = [self.backend, backends.model_slug(name or self.model), f"{self.num_fewshot}shot"]
+        if self.limit:
+            parts.append(f"limit{self.limit}")
+        return Path("runs") / "_".join(parts)
+
+    def public(self) -> dict:
+        """Settings for the run header: secrets removed."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out.pop("api_key")
+        out.pop("progress")
+        return out
+
+    def with_(self, **changes) -> RunConfig:
+        return replace(self, **changes).checked()
