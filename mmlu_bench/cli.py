@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -24,6 +25,9 @@ def _run_parser(sub) -> None:
     p.add_argument("--num-fewshot", type=int, default=0, help="dev examples per prompt (0-5)")
     p.add_argument("--limit", type=int, help="first N test questions of each subject (lm-eval's "
                                              "--limit)")
+    p.add_argument("--sample", type=int, help="a stratified random sample of N test questions "
+                                              "across subjects: a faster, unbiased estimate")
+    p.add_argument("--seed", type=int, default=0, help="the --sample seed (default 0)")
     p.add_argument("--output", help="run folder (default: runs/<backend>_<model>_<N>shot[...]); "
                                     "the same folder resumes an interrupted run")
     p.add_argument("--batch-size", default="auto", help="rows per batch, or auto (token budget)")
@@ -50,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     _run_parser(sub)
     rep = sub.add_parser("report", help="re-print the table of a run folder from its records")
     rep.add_argument("run_dir")
+    rep.add_argument("--format", default="table", choices=["table", "markdown", "json", "html"],
+                     help="table (lm-eval's), markdown, json (lm-eval results shape), html")
+    cmp = sub.add_parser("compare", help="compare runs: deltas and a paired significance test")
+    cmp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="the first is the baseline")
+    cmp.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    runs = sub.add_parser("runs", help="list the run folders under a folder")
+    runs.add_argument("root", nargs="?", default="runs", help="default: ./runs")
+    runs.add_argument("--sort", default="date", choices=["acc", "date", "model"])
     sub.add_parser("backends", help="list the backends and whether each is installed")
     sub.add_parser("subjects", help="list the 57 subjects by category")
     return parser
@@ -57,35 +69,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import RunConfig
+    from .interrupts import interrupts
     from .runner import run
 
-    settings = {k: v for k, v in vars(args).items() if k not in ("command", "verbose", "model")}
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("command", "verbose", "model", "argv")}
     settings["api_key"] = settings["api_key"] or os.environ.get("OPENAI_API_KEY")
     config = RunConfig.from_spec(args.model, **settings)
     try:
-        outcome = run(config)
-    except KeyboardInterrupt:
-        print(f"\nInterrupted. Everything scored so far is in {config.output_dir()}; resume with:\n"
-              f"  {_resume_command(config)}", file=sys.stderr)
-        return 130
+        with interrupts():  # SIGINT and SIGTERM: stop, keep the records, say how to resume
+            outcome = run(config)
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"\nInterrupted ({signal.Signals(signum).name}). Everything scored so far is in "
+              f"{config.output_dir()}; resume with:\n  {_resume_command(config, args.argv)}",
+              file=sys.stderr)
+        return 128 + signum
     print(outcome.table)
+    f = outcome.footer
+    if f and outcome.scored:
+        print(f"Scored {outcome.scored} of {f['questions']} questions in {f['wall_seconds']:.1f} s "
+              f"({f['tokens_per_second'] or 0:.0f} tokens/s)")
+    elif f:
+        print(f"Nothing left to score: all {f['questions']} questions were recorded before.")
     print(f"Results in {outcome.out_dir}/ (records.jsonl, results.json, results.md)")
     return 0
 
 
-def _resume_command(config) -> str:
-    argv = [a for a in sys.argv[1:]]
-    if "--output" not in argv:
+def _resume_command(config, argv: list[str]) -> str:
+    argv = list(argv)
+    if not any(a == "--output" or a.startswith("--output=") for a in argv):
         argv += ["--output", str(config.output_dir())]
-    return "mmlu-bench " + " ".join(shlex.quote(a) for a in _redact(argv))
+    return "mmlu-bench " + " ".join(_shell_words(argv))
 
 
-def _redact(argv: list[str]) -> list[str]:
+def _shell_words(argv: list[str]) -> list[str]:
+    """Quoted for a shell, except that an API key becomes "$OPENAI_API_KEY" (double quotes:
+    the shell expands it; shlex.quote's single quotes would pass the name as the key)."""
     out, hide = [], False
     for a in argv:
-        out.append("$OPENAI_API_KEY" if hide else a)
+        if hide:
+            out.append('"$OPENAI_API_KEY"')
+        elif a.startswith("--api-key="):
+            out.append('--api-key="$OPENAI_API_KEY"')
+        else:
+            out.append(shlex.quote(a))
         hide = a == "--api-key"
-    return [a.split("=")[0] + "=***" if a.startswith("--api-key=") else a for a in out]
+    return out
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -96,7 +126,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (run_dir / RECORDS).is_file():
         raise UserError(f"{run_dir}: no {RECORDS} here; pass a run folder written by "
                         "`mmlu-bench run`.")
+    if args.format != "table":
+        from .report_formats import render
+
+        print(render(run_dir, args.format), end="")
+        return 0
     print(write_reports(run_dir).table)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import compare
+
+    if len(args.run_dirs) < 2:
+        raise UserError("compare needs two run folders or more; the first is the baseline.")
+    print(compare.render([compare.load(d) for d in args.run_dirs], args.seed), end="")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from . import listing
+
+    rows = listing.find(Path(args.root))
+    if not rows:
+        print(f"No run folders under {args.root}.")
+        return 0
+    print(listing.table(listing.sort(rows, args.sort)), end="")
     return 0
 
 
@@ -118,11 +173,13 @@ def cmd_subjects(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "backends": cmd_backends,
-            "subjects": cmd_subjects}
+            "subjects": cmd_subjects, "compare": cmd_compare, "runs": cmd_runs}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the resume hint repeats the command as given
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

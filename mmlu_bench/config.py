@@ -19,6 +19,8 @@ class RunConfig:
     subjects: str | None = None  # comma-separated subjects or categories; None = all 57
     num_fewshot: int = 0
     limit: int | None = None  # lm-eval's meaning: the first N test questions of each subject
+    sample: int | None = None  # a stratified random sample of N test questions (sampling.py)
+    seed: int = 0  # the sample's seed
     output: str | None = None
     batch_size: str = "auto"  # "auto" or a number of rows
     device: str = "auto"
@@ -50,6 +52,11 @@ class RunConfig:
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit {self.limit}: give a positive number of questions per "
                               "subject, or leave it out for the full test set.")
+        if self.sample is not None and self.limit is not None:
+            raise ConfigError("--sample and --limit together: use --sample N for a random "
+                              "estimate, or --limit N for lm-eval's first N per subject.")
+        if self.sample is not None and self.sample < 1:
+            raise ConfigError(f"--sample {self.sample}: give a positive number of questions.")
         if self.num_fewshot < 0:
             raise ConfigError(f"--num-fewshot {self.num_fewshot}: use 0 to 5.")
         if self.batch_size != "auto" and not (str(self.batch_size).isdigit()
@@ -78,6 +85,8 @@ class RunConfig:
         parts = [self.backend, backends.model_slug(name or self.model), f"{self.num_fewshot}shot"]
         if self.limit:
             parts.append(f"limit{self.limit}")
+        if self.sample:
+            parts.append(f"sample{self.sample}" + (f"_seed{self.seed}" if self.seed else ""))
         return Path("runs") / "_".join(parts)
 
     def public(self) -> dict:

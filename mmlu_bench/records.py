@@ -1,23 +1,27 @@
 """records.jsonl: the run header, then one line per question, appended as they are computed.
 
 The file is the source of truth: every summary and report is recomputed from it. Lines are
-flushed and fsynced after every batch; a torn last line (the process died mid-write) is
+written and fsynced after every batch; a torn last line (the process died mid-write) is
 detected and dropped on the next read, never misread. Resume = skip what is already recorded.
-When the run completes, the file is rewritten in canonical order (subject, index), so an
-interrupted-and-resumed run ends byte-identical to an uninterrupted one.
+When the run completes, the file is rewritten in canonical order (subject, index) with a footer,
+so an interrupted-and-resumed run ends byte-identical to an uninterrupted one (but for the
+header's `started` and the footer's timing).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UserError
 from .schema import QuestionRecord, RunHeader
 
 RECORDS = "records.jsonl"
+LOCK = ".lock"
 
 
 def header_json(header: RunHeader) -> dict:
@@ -34,31 +38,66 @@ def _parse_record(d: dict) -> QuestionRecord:
     return QuestionRecord(**d)
 
 
+def _bad_line(path: Path, number: int, what: str) -> UserError:
+    return UserError(f"{path}:{number}: {what}; restore the file, delete that line to rescore "
+                     "the question, or use a new --output folder.")
+
+
 def read(path: Path) -> tuple[dict, list[QuestionRecord], dict | None]:
     """(header, records, footer-or-None) from a records file. A torn last line is dropped."""
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    if lines and lines[-1] != b"":
-        lines = lines[:-1]  # no newline at the end: the write was cut short
-    header, records, footer = None, [], None
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the records ({e.strerror}).") from None
+    # The last piece has no newline after it: empty, or a write that was cut short. It is
+    # dropped even when it happens to parse.
+    lines = raw.split(b"\n")[:-1]
+    header, records, footer, seen = None, [], None, set()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-            if "header" in obj:
-                header = obj["header"]
-            elif "footer" in obj:
-                footer = obj["footer"]
-            else:
-                records.append(_parse_record(obj))
-        except (ValueError, TypeError, KeyError):
-            raise UserError(f"{path}:{number}: not a valid record line; restore the file, delete "
-                            "that line to rescore the question, or use a new --output folder."
-                            ) from None
+        kind, value = _parse_line(path, number, line)
+        if kind == "header":
+            if number != 1:
+                raise _bad_line(path, number, "a second run header")
+            header = value
+        elif kind == "footer":
+            footer = value
+        elif value.qid in seen:
+            raise _bad_line(path, number, f"{value.qid} is recorded twice")
+        else:
+            seen.add(value.qid)
+            records.append(value)
     if header is None:
         raise UserError(f"{path}: no run header; use a new --output folder.")
     return header, records, footer
+
+
+def _parse_line(path: Path, number: int, line: bytes) -> tuple[str, dict | QuestionRecord]:
+    try:
+        obj = json.loads(line)
+        if "header" in obj or "footer" in obj:
+            kind = "header" if "header" in obj else "footer"
+            return kind, dict(obj[kind])
+        return "record", _parse_record(obj)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise _bad_line(path, number, "not a valid record line") from None
+
+
+def disk_error(e: OSError, path: Path) -> UserError:
+    """The message for a failed write: a full disk says how to go on."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"disk full while writing {path}; everything recorded before is kept: "
+                         "free space and rerun the same command to resume.")
+    return UserError(f"cannot write {path} ({e.strerror}); everything recorded before is kept: "
+                     "fix that and rerun the same command to resume.")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is out (a raw write may take only part)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class RecordWriter:
@@ -66,41 +105,90 @@ class RecordWriter:
 
     def __init__(self, path: Path, header: RunHeader) -> None:
         self.path = path
-        if not path.exists() or path.stat().st_size == 0:
-            self._write_atomic(json.dumps({"header": header_json(header)}) + "\n")
-        else:
-            _drop_torn_tail(path)
-        self._file = open(path, "a", encoding="utf-8")
+        try:
+            if not path.exists() or path.stat().st_size == 0:
+                self._write_atomic(json.dumps({"header": header_json(header)}) + "\n")
+            # Unbuffered: a failed write leaves nothing behind in a buffer to flush at close.
+            self._fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        except OSError as e:
+            raise disk_error(e, path) from None
+        _drop_torn_tail(self._fd)
 
     def append(self, records: list[QuestionRecord]) -> None:
-        self._file.write("".join(_record_line(r) for r in records))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        data = "".join(_record_line(r) for r in records).encode("utf-8")
+        try:
+            _write_all(self._fd, data)
+            os.fsync(self._fd)
+        except OSError as e:
+            raise disk_error(e, self.path) from None
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def finalize(self, order: list[str], footer: dict) -> None:
         """Rewrite in canonical order (by qid position in `order`) with a footer line."""
-        self.close()
         header, records, _ = read(self.path)
         rank = {qid: i for i, qid in enumerate(order)}
         records.sort(key=lambda r: rank[r.qid])
         text = json.dumps({"header": header}) + "\n" + "".join(_record_line(r) for r in records)
-        self._write_atomic(text + json.dumps({"footer": footer}) + "\n")
+        try:
+            self._write_atomic(text + json.dumps({"footer": footer}) + "\n")
+        except OSError as e:
+            raise disk_error(e, self.path) from None
+        finally:
+            self.close()
 
     def _write_atomic(self, text: str) -> None:
-        tmp = self.path.with_suffix(".tmp")
+        write_atomic(self.path, text)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` all at once: a crash leaves the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def _drop_torn_tail(path: Path) -> None:
+@contextmanager
+def folder_lock(out_dir: Path):
+    """Exclusive use of a run folder while a run reads and writes it: two runs appending to
+    one records file would score questions twice. The lock file stays; the lock goes with the
+    process, however it ends. (records.jsonl itself is replaced on finalize, so it cannot
+    carry the lock.)"""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one run per folder is up to the user
+        yield
+        return
+    path = out_dir / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise disk_error(e, path) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"{out_dir}: another mmlu-bench run is using this folder; wait for it "
+                        "or pass a different --output folder.") from None
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _drop_torn_tail(fd: int) -> None:
     """Cut a last line that has no newline (a write the process did not finish)."""
-    with open(path, "rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, size, 0)
+    if data and not data.endswith(b"\n"):
+        os.ftruncate(fd, data.rfind(b"\n") + 1)

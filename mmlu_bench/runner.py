@@ -6,23 +6,28 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, backends, dataset, metrics, prompts, report, scoring
+from . import __version__, backends, dataset, metrics, prompts, report, sampling, scoring
 from .config import RunConfig
 from .errors import UserError
-from .records import RECORDS, RecordWriter, header_json, read
+from .interrupts import signals_held
+from .records import (RECORDS, RecordWriter, disk_error, folder_lock, header_json, read,
+                      write_atomic)
 from .schema import GroupResult, Question, RunHeader, ScoreRequest
 
 log = logging.getLogger(__name__)
 
 # Header fields that must match for a resume: what changes the numbers.
 IDENTITY = ("model", "backend", "num_fewshot", "limit", "subjects", "data_fingerprint",
-            "prompt_format")
-IDENTITY_INFO = ("dtype", "model_sha256", "model_size", "hub_id", "revision", "model_path",
-                 "quantize", "server_model")
+            "prompt_format", "sample", "seed")
+IDENTITY_INFO = ("device", "dtype", "model_sha256", "model_size", "hub_id", "revision",
+                 "model_path", "quantize", "server_model")
+# Settings that change what is computed. Speed settings (batch size, threads, concurrency,
+# timeout) may change on resume: a run that ran out of memory resumes with a smaller batch.
+IDENTITY_SETTINGS = ("quantize", "prefix_sharing", "n_gpu_layers", "ctx_size", "model_name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,7 @@ class Plan:
     fingerprint: str
     out_dir: Path
     source: str
+    population: dict = field(default_factory=dict)  # --sample: subject -> test size
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,7 @@ class Outcome:
     out_dir: Path
     table: str
     scored: int  # questions scored by this invocation (not resumed)
+    footer: dict | None = None  # totals and this invocation's wall time and tokens/s
 
 
 def plan(config: RunConfig) -> Plan:
@@ -51,14 +58,18 @@ def plan(config: RunConfig) -> Plan:
     questions: dict[str, Question] = {}
     requests: dict[str, list[ScoreRequest]] = {}
     used: list[Question] = []
+    chosen = sampling.select(data.test, config.sample, config.seed) if config.sample else None
     for s in subjects:
         test = data.test[s][: config.limit] if config.limit else data.test[s]
+        test = chosen[s] if chosen else test
         questions.update((q.qid, q) for q in test)
         requests[s] = prompts.build_requests(test, data.dev[s], config.num_fewshot)
         used += list(prompts.fewshot(data.dev[s], config.num_fewshot, s)) + list(test)
     out_dir = config.output_dir()
     _check_writable(out_dir)
-    return Plan(subjects, questions, requests, dataset.fingerprint(used), out_dir, data.source)
+    population = {s: len(data.test[s]) for s in subjects} if config.sample else {}
+    return Plan(subjects, questions, requests, dataset.fingerprint(used), out_dir, data.source,
+                population)
 
 
 def _check_writable(out_dir: Path) -> None:
@@ -80,73 +91,126 @@ def make_header(config: RunConfig, p: Plan, info: dict) -> RunHeader:
         backend_info={**info, "settings": config.public(), "data_source": p.source,
                       "host": _host()},
         started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        sample=config.sample, seed=config.seed if config.sample else None,
+        population=p.population,
     )
 
 
 def _host() -> dict:
     import platform
 
-    return {"system": platform.system(), "machine": platform.machine(),
-            "python": platform.python_version(), "cpus": os.cpu_count()}
+    return {"system": platform.system(), "release": platform.release(),
+            "machine": platform.machine(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "packages": _versions(PACKAGES)}
 
 
-def resume_check(path: Path, header: RunHeader) -> set[str]:
-    """qids already recorded in `path`, after checking the run there is this same run."""
+# Libraries whose version can move a log-likelihood: recorded, not checked on resume.
+PACKAGES = ("torch", "transformers", "llama_cpp_python", "numpy")
+
+
+def _versions(names: tuple[str, ...]) -> dict:
+    from importlib import metadata
+
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def resume_check(path: Path, header: RunHeader) -> tuple[set[str], bool]:
+    """(qids already recorded in `path`, whether it is finished), after checking the run
+    there is this same run."""
     if not path.exists():
-        return set()
-    old, records, _ = read(path)
+        return set(), False
+    old, records, footer = read(path)
     new = header_json(header)
-    diffs = [k for k in IDENTITY if old.get(k) != new.get(k)]
-    diffs += [f"backend_info.{k}" for k in IDENTITY_INFO
-              if old.get("backend_info", {}).get(k) != new["backend_info"].get(k)]
+    diffs = [(k, old.get(k), new.get(k)) for k in IDENTITY]
+    old_info, new_info = old.get("backend_info", {}), new["backend_info"]
+    diffs += [(f"backend_info.{k}", old_info.get(k), new_info.get(k)) for k in IDENTITY_INFO]
+    old_set, new_set = old_info.get("settings", {}), new_info["settings"]
+    diffs += [(k, old_set.get(k), new_set.get(k)) for k in IDENTITY_SETTINGS]
+    diffs = [d for d in diffs if d[1] != d[2]]
     if diffs:
-        raise UserError(f"{path.parent} holds a different run (differs in {', '.join(diffs)}); "
-                        "pass a new --output folder to start a new run.")
-    return {r.qid for r in records}
+        what = "; ".join(f"{k}: recorded {_short(a)}, now {_short(b)}" for k, a, b in diffs)
+        raise UserError(f"{path.parent} holds a different run ({what}); pass a new --output "
+                        "folder to start a new run, or rerun with the recorded settings to "
+                        "resume this one.")
+    return {r.qid for r in records}, footer is not None
 
 
-def run(config: RunConfig, on_progress=None) -> Outcome:
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def run(config: RunConfig) -> Outcome:
     """Score every planned question not yet recorded, then write results from the records."""
     p = plan(config)
-    backend = backends.create(config)
+    with folder_lock(p.out_dir):
+        backend = backends.create(config)
+        try:
+            header = make_header(config, p, backend.info())
+            path = p.out_dir / RECORDS
+            done, finished = resume_check(path, header)
+            if finished and done >= set(p.questions):
+                return write_reports(p.out_dir, 0, read(path)[2])
+            scored, footer = _score_all(backend, p, RecordWriter(path, header), done, config)
+        finally:
+            backend.close()
+        return write_reports(p.out_dir, scored, footer)
+
+
+def _score_all(backend, p: Plan, writer: RecordWriter, done: set[str],
+               config: RunConfig) -> tuple[int, dict]:
+    """Score what is not yet recorded, then rewrite the records in order with a footer."""
+    start, scored, tokens = time.perf_counter(), 0, 0
     try:
-        header = make_header(config, p, backend.info())
-        path = p.out_dir / RECORDS
-        done = resume_check(path, header)
-        start, scored, tokens = time.perf_counter(), 0, 0
-        writer = RecordWriter(path, header)
         bar = _progress(config, len(p.questions), len(done))
         try:
             for subject in p.subjects:
-                todo = [r for r in p.requests[subject] if r.qid not in done]
-                n, t = _score_subject(backend, todo, p.questions, writer, bar)
+                n, t = _score_subject(backend, p.requests[subject], done, p.questions, writer, bar)
                 scored, tokens = scored + n, tokens + t
         finally:
-            writer.close()
             bar.close()
         elapsed = time.perf_counter() - start
-        footer = {"wall_seconds": round(elapsed, 3), "scored": scored, "tokens": tokens,
-                  "tokens_per_second": round(tokens / elapsed, 1) if elapsed else None}
+        _, records, _ = read(writer.path)
+        # wall_seconds and tokens_per_second time this invocation only: with `started`, the
+        # only fields in which a resumed run's records differ from an uninterrupted run's.
+        footer = {"questions": len(records), "tokens": sum(r.n_tokens for r in records),
+                  "wall_seconds": round(elapsed, 3),
+                  "tokens_per_second": round(tokens / elapsed, 1) if tokens else None}
         writer.finalize(list(p.questions), footer)
     finally:
-        backend.close()
-    return write_reports(p.out_dir, scored)
+        writer.close()
+    return scored, footer
 
 
-def _score_subject(backend, todo: list[ScoreRequest], questions: dict[str, Question],
-                   writer: RecordWriter, bar) -> tuple[int, int]:
+def _score_subject(backend, requests: list[ScoreRequest], done: set[str],
+                   questions: dict[str, Question], writer: RecordWriter, bar) -> tuple[int, int]:
+    todo = [r for r in requests if r.qid not in done]
     if not todo:
         return 0, 0
+    if getattr(backend, "accepts_skip", False):
+        # The backend plans batches over the whole subject and runs only those holding
+        # unrecorded questions: each question is computed in the same batch as in an
+        # uninterrupted run, so resumed records are bit-identical.
+        stream = backend.score(requests, skip=frozenset(r.qid for r in requests if r.qid in done))
+    else:
+        stream = backend.score(todo)
     waiting = {r.qid: prompts.sha256(r.context) for r in todo}
     tokens = 0
-    for batch in backend.score(todo):
+    for batch in stream:
         recs = []
         for scores in batch:
             # A result for a question never asked, or asked twice, would shift answers silently.
             assert scores.qid in waiting, f"backend answered {scores.qid} unasked or twice"
             recs.append(scoring.record(questions[scores.qid], scores, waiting.pop(scores.qid)))
             tokens += scores.n_tokens
-        writer.append(recs)
+        with signals_held():
+            writer.append(recs)
         bar.update(len(recs))
     assert not waiting, f"backend left {len(waiting)} questions unanswered, e.g. {next(iter(waiting))}"
     return len(todo), tokens
@@ -159,12 +223,21 @@ def _progress(config: RunConfig, total: int, done: int):
                 dynamic_ncols=True)
 
 
-def write_reports(out_dir: Path, scored: int = 0) -> Outcome:
-    """results.json and results.md, recomputed from records.jsonl alone."""
+def write_reports(out_dir: Path, scored: int = 0, footer: dict | None = None) -> Outcome:
+    """results.json, results.md and report.html, recomputed from records.jsonl alone."""
+    from . import html_report
+
     header, records, _ = read(out_dir / RECORDS)
     rows = metrics.summarize(records, header["num_fewshot"])
-    table = report.full_table(rows, report.table_footer(records))
-    (out_dir / "results.md").write_text(table, encoding="utf-8")
+    notes = (report.table_footer(records), sampling.summary_line(header, records))
+    table = report.full_table(rows, "\n".join(n for n in notes if n))
     results = report.results_json(rows, header, records)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    return Outcome(rows, out_dir, table, scored)
+    if header.get("sample"):
+        results["sample"] = sampling.sample_json(header, records)
+    try:
+        write_atomic(out_dir / "results.md", table)
+        write_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+        write_atomic(out_dir / "report.html", html_report.render_run(out_dir))
+    except OSError as e:
+        raise disk_error(e, out_dir) from None
+    return Outcome(rows, out_dir, table, scored, footer)

@@ -56,7 +56,7 @@ class ChoiceScores:
 
     qid: str
     loglikelihoods: tuple[float | None, ...]
-    n_tokens: int  # context + continuation tokens, as lm-eval counts them
+    n_tokens: int  # prompt tokens the model reads for it (lm-eval's input rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +88,9 @@ class RunHeader:
     tool_version: str
     backend_info: dict = field(default_factory=dict)  # device, dtype, model identity
     started: str = ""
+    sample: int | None = None  # --sample N: a stratified random sample (sampling.py)
+    seed: int | None = None  # the sample's seed; None when not a sample
+    population: dict = field(default_factory=dict)  # sample runs: subject -> test size
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ Speed without changing a number:
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,9 @@ AUTO_TOKEN_BUDGET = {"cpu": 2048, "mps": 8192, "cuda": 32768}
 class HFBackend:
     name = "hf"
     exact = True
+    # score(requests, skip=qids) plans over all requests and runs only batches with a question
+    # not in skip: a resumed run computes each question in the same batch, bit for bit.
+    accepts_skip = True
 
     def __init__(self, config) -> None:
         import torch
@@ -45,6 +49,10 @@ class HFBackend:
         self.prefix_sharing = config.prefix_sharing
         self.model, self.tokenizer, self.identity = _load(config, self.device, self.dtype)
         self.max_length = _max_length(self.model, self.tokenizer)
+        # transformers 5.2x renamed the forward's `past_key_values` to `cache` (the old name
+        # warns, then goes away); older versions know only the old name.
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
         bos = self.tokenizer.bos_token
         self._bos_text = bos if isinstance(bos, str) and bos else None
 
@@ -63,7 +71,8 @@ class HFBackend:
             return self.tokenizer.encode(text, add_special_tokens=False)
         return self.tokenizer.encode(text)
 
-    def score(self, requests: Sequence[ScoreRequest]) -> Iterator[list[ChoiceScores]]:
+    def score(self, requests: Sequence[ScoreRequest],
+              skip: frozenset[str] = frozenset()) -> Iterator[list[ChoiceScores]]:
         rows = [row for r in requests for row in tk.plan_rows(r, self.encode, self.max_length)]
         shared = tk.common_prefix(rows) if self.prefix_sharing else 0
         if shared < MIN_SHARED_PREFIX:
@@ -74,6 +83,8 @@ class HFBackend:
         for row in rows:
             expected[row.qid] += len(row.reads)
         for batch in tk.batches(rows, shared, self.batch_size, self.token_budget):
+            if all(row.qid in skip for row in batch):
+                continue
             done = []
             for row, logprobs in zip(batch, self._forward(batch, shared, cache), strict=True):
                 got = pending.setdefault(row.qid, {})
@@ -81,18 +92,21 @@ class HFBackend:
                     n = len(targets)
                     got[choice] = float(sum(logprobs[-n + j][t] for j, t in enumerate(targets)))
                 if len(got) == expected[row.qid]:
-                    lls = tuple(pending.pop(row.qid)[i] for i in range(len(got)))
-                    done.append(ChoiceScores(row.qid, lls, row.n_tokens))
+                    del pending[row.qid]
+                    lls = tuple(got[i] for i in range(len(got)))
+                    if row.qid not in skip:
+                        done.append(ChoiceScores(row.qid, lls, row.n_tokens))
             if done:
                 yield done
-        assert not pending, f"unfinished questions: {sorted(pending)[:3]}"
+        assert not set(pending) - skip, f"unfinished questions: {sorted(pending)[:3]}"
 
     def _prefix_cache(self, prefix: tuple[int, ...]):
         torch = self.torch
         ids = torch.tensor([prefix], device=self.device)
         with torch.inference_mode():
             out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
-        return out.past_key_values
+        cache = getattr(out, "cache", None)
+        return cache if cache is not None else out.past_key_values
 
     def _forward(self, batch: list[tk.Row], shared: int, cache) -> list:
         """Log-softmax rows for the last k positions of each row (k = longest continuation).
@@ -111,7 +125,7 @@ class HFBackend:
         positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
         kwargs = {}
         if cache is not None:
-            kwargs["past_key_values"] = _expand(cache, len(batch))
+            kwargs[self._cache_arg] = _expand(cache, len(batch))
             mask = torch.cat([torch.ones(len(batch), shared, dtype=mask.dtype), mask], dim=1)
         with torch.inference_mode():
             out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
@@ -163,6 +177,7 @@ def _pick_dtype(requested: str, device: str):
 
 def _load(config, device: str, dtype):
     """(model, tokenizer, identity) from a hub id, a local folder or a .gguf file."""
+    from safetensors import SafetensorError  # a truncated or corrupt .safetensors file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(config.model).expanduser()
@@ -176,7 +191,9 @@ def _load(config, device: str, dtype):
     elif path.exists():
         if not (path / "config.json").is_file():
             raise ModelError(f"{path}: not a transformers model folder (no config.json).")
-        source, identity = str(path), {"model_path": str(path.resolve())}
+        from .identity import folder_identity
+
+        source, identity = str(path), {"model_path": str(path.resolve()), **folder_identity(path)}
     elif config.model.startswith((".", "/", "~")) or config.model.count("/") > 1:
         raise ModelError(f"{config.model}: no such model file or folder; check the path.")
     else:
@@ -189,7 +206,7 @@ def _load(config, device: str, dtype):
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs,
                                                      **quantization)
-    except (OSError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{config.model}: could not load the model ({first[:200]}).") from None
     if not quantization:

@@ -25,7 +25,7 @@ class Row:
     qid: str
     tokens: tuple[int, ...]
     reads: tuple[tuple[int, tuple[int, ...]], ...]
-    n_tokens: int  # context + continuation tokens of all choices, as lm-eval counts them
+    n_tokens: int  # tokens the model reads for this question (all its rows), as lm-eval feeds them
 
 
 def encode_pair(encode: Encode, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -47,7 +47,6 @@ def plan_rows(request: ScoreRequest, encode: Encode, max_length: int) -> list[Ro
     """One row when every continuation is one token (read all four letters at the answer
     position: one forward pass per question), else one row per choice, as lm-eval runs them."""
     pairs = [encode_pair(encode, request.context, c) for c in request.continuations]
-    n_tokens = sum(len(ctx) + len(cont) for ctx, cont in pairs)
     for ctx, cont in pairs:
         assert ctx and cont, f"{request.qid}: empty context or continuation after tokenizing"
     same_context = all(ctx == pairs[0][0] for ctx, _ in pairs)
@@ -56,12 +55,11 @@ def plan_rows(request: ScoreRequest, encode: Encode, max_length: int) -> list[Ro
         # left-truncated so that context + one token fits.
         tokens = tuple(pairs[0][0][-max_length:])
         return [Row(request.qid, tokens, tuple((i, tuple(c)) for i, (_, c) in enumerate(pairs)),
-                    n_tokens)]
-    rows = []
-    for i, (ctx, cont) in enumerate(pairs):
-        tokens = tuple((ctx + cont)[-(max_length + 1):][:-1])
-        rows.append(Row(request.qid, tokens, ((i, tuple(cont)),), n_tokens))
-    return rows
+                    len(tokens))]
+    inputs = [tuple((ctx + cont)[-(max_length + 1):][:-1]) for ctx, cont in pairs]
+    n_tokens = sum(len(t) for t in inputs)
+    return [Row(request.qid, tokens, ((i, tuple(cont)),), n_tokens)
+            for i, (tokens, (_, cont)) in enumerate(zip(inputs, pairs, strict=True))]
 
 
 def common_prefix(rows: Sequence[Row]) -> int:

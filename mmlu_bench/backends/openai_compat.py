@@ -1,0 +1,139 @@
+"""openai:BASE_URL: an OpenAI-compatible server's /completions, scored from top logprobs.
+
+One request per question: the rendered prompt, one generated token, and the log-probabilities
+of that position's top 20 alternatives. Each letter's log-likelihood is read from there, so a
+letter outside the top 20 is None (missing). Exact for a one-token continuation like " A".
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from ..errors import BackendError, ConfigError
+from . import http
+from .http import Client, HTTPStatusError, ServerBackend, Transient
+
+TOP_K = 20  # the most alternatives OpenAI's API returns; llama.cpp and vLLM accept it too
+PROBE = "The capital of France is"
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"openai:{url}: give the server's base URL, e.g. "
+                          "openai:http://127.0.0.1:8080/v1")
+    return url.rstrip("/")
+
+
+def alternatives(answer: dict) -> dict[str, float]:
+    """token text -> logprob at the generated position, from either shape servers return.
+
+    Token texts are each token decoded on its own: a BPE "ĠA" or SentencePiece "▁A" reads " A",
+    with the space. Only the exact strings " A".." D" count, as in lm-eval's continuations; two
+    token ids that decode to the same text share one key."""
+    try:
+        logprobs = answer["choices"][0]["logprobs"]
+        if "content" in logprobs:  # the chat-style shape: [{token, logprob, top_logprobs}]
+            first = logprobs["content"][0]
+            found = {alt["token"]: alt["logprob"] for alt in first.get("top_logprobs") or []}
+            found.setdefault(first["token"], first["logprob"])
+        else:  # the legacy completions shape: top_logprobs = [{token: logprob}] per position
+            found = dict(logprobs["top_logprobs"][0] or {})
+            found.setdefault(logprobs["tokens"][0], logprobs["token_logprobs"][0])
+    except (KeyError, IndexError, TypeError) as e:
+        raise Transient(f"the server's answer holds no logprobs ({type(e).__name__}: {e})"
+                        ) from None
+    if not found:
+        raise Transient("the server's answer holds empty logprobs")
+    return found
+
+
+def _stopped_at_once(answer: dict) -> bool:
+    """The server generated nothing: end-of-text was the likeliest token (see min_tokens)."""
+    try:
+        choice = answer["choices"][0]
+        return choice["finish_reason"] == "stop" and not choice["text"]
+    except (KeyError, IndexError, TypeError):
+        return False
+
+
+class OpenAIBackend(ServerBackend):
+    name = "openai"
+    exact = False  # top-k only: a letter outside the top 20 is recorded as missing
+    path = "/completions"
+
+    def __init__(self, config) -> None:
+        self.base = check_url(config.model)
+        self.model = config.model_name
+        self.concurrency = config.concurrency
+        self.client = Client(self.base, config.api_key, config.timeout)
+        self.min_tokens = True
+        self._check_model_listed()
+        self._probe()
+
+    def info(self) -> dict:
+        return {"device": "server", "dtype": "unknown", "server": self.base,
+                "server_model": self.model, "top_logprobs": TOP_K}
+
+    def _body(self, prompt: str) -> dict:
+        body = {"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0,
+                "logprobs": TOP_K}
+        if self.min_tokens:
+            # When end-of-text is the likeliest next token (instruct models after "Answer:"),
+            # a server stops before generating anything and returns no logprobs at all.
+            # min_tokens (llama-cpp-python, vLLM) forbids that stop. llama-cpp-python reads the
+            # logprobs from the raw logits, so they stay the model's own.
+            body["min_tokens"] = 1
+        return body
+
+    @staticmethod
+    def _parse(answer: dict) -> tuple[dict[str, float], int]:
+        if _stopped_at_once(answer):  # deterministic at temperature 0: retrying will not help
+            raise BackendError("the server stopped at end-of-text before generating a token, "
+                               "so it returned no logprobs; use a server that accepts "
+                               "min_tokens (llama-cpp-python, vLLM)")
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        return alternatives(answer), int(prompt_tokens or 0)
+
+    def _check_model_listed(self) -> None:
+        """Refuse a model the server does not list. Servers without /models are let through."""
+        try:
+            listing = self.client.get("/models", retry=http.STARTUP_RETRY)
+        except HTTPStatusError:
+            return
+        ids = [m.get("id") for m in (listing or {}).get("data") or [] if isinstance(m, dict)]
+        if ids and self.model not in ids:
+            raise BackendError(f"{self.base} does not serve model {self.model!r}; it serves "
+                               f"{', '.join(map(str, ids[:10]))}: pass one as --model-name")
+
+    def _probe(self) -> None:
+        try:
+            try:
+                answer = self.client.post("/completions", self._body(PROBE),
+                                          retry=http.STARTUP_RETRY)
+            except HTTPStatusError as e:
+                if e.status not in (400, 422):
+                    raise
+                self.min_tokens = False  # a server that rejects the field: send it without
+                answer = self.client.post("/completions", self._body(PROBE),
+                                          retry=http.STARTUP_RETRY)
+        except HTTPStatusError as e:
+            raise BackendError(self._refusal(e)) from None
+        try:
+            alternatives(answer)
+        except Transient:
+            raise BackendError(f"{self.base}/completions returned no logprobs; mmlu-bench needs "
+                               "a server that returns top logprobs (llama.cpp, vLLM, ...)"
+                               ) from None
+
+    def _refusal(self, e: HTTPStatusError) -> str:
+        if e.status in (401, 403):
+            return (f"{e.url}: the server refused the API key (HTTP {e.status}); pass --api-key "
+                    "or set OPENAI_API_KEY")
+        if e.status == 404 and "model" in e.detail.lower():
+            return f"{e.url}: unknown model {self.model!r} ({e.detail}); check --model-name"
+        if e.status == 404:
+            return (f"{e.url} does not exist (HTTP 404); is {self.base} the API base URL? "
+                    "It usually ends in /v1")
+        return str(e)

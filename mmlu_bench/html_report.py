@@ -1,0 +1,239 @@
+"""report.html: one self-contained page from records.jsonl alone (inline CSS and SVG, no
+scripts, nothing fetched). Question text is added where the run's data folder is still there.
+
+Every string from a run (model names, settings, MMLU questions, which contain `<`, `&` and
+code) goes through svg.esc = html.escape before it reaches the page.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import dataset, metrics, sampling, stats, svg
+from .errors import UserError
+from .records import RECORDS, read
+from .schema import LETTERS, GroupResult, Question, QuestionRecord
+from .svg import esc
+
+log = logging.getLogger(__name__)
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:980px;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9em}td,th{padding:3px 8px;border-bottom:1px solid #eee;
+text-align:left;vertical-align:top}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.big{font-size:2.2em;font-weight:600}.muted{color:#666}.warn{color:#a33}
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px;font-size:.9em}
+dt{color:#666}dd{margin:0;word-break:break-all}pre{white-space:pre-wrap;margin:0}
+"""
+
+
+def render_run(run_dir: Path) -> str:
+    """The page for a run folder, from its records.jsonl."""
+    header, records, footer = read(Path(run_dir) / RECORDS)
+    return render(header, records, footer, _questions(header, records))
+
+
+def _questions(header: dict, records: Sequence[QuestionRecord]) -> dict[str, Question]:
+    """The run's questions by qid, when its data is a local folder or tar that still exists;
+    otherwise none (the report then shows question ids only). Never downloads."""
+    source = header.get("backend_info", {}).get("data_source", "")
+    kind, _, where = source.partition(":")
+    if kind not in ("folder", "tar") or not Path(where).exists():
+        return {}
+    subjects = tuple(sorted({r.subject for r in records}))
+    try:
+        data = dataset.load(where, subjects)
+    except UserError as e:
+        log.warning("question text left out of the report: %s", e)
+        return {}
+    return {q.qid: q for qs in data.test.values() for q in qs}
+
+
+def render(header: dict, records: Sequence[QuestionRecord], footer: dict | None,
+           questions: dict[str, Question] | None = None) -> str:
+    rows = metrics.summarize(records, header["num_fewshot"])
+    overall = sampling.overall(header, records)
+    body = [_run_header(header, records, footer), _overall(overall, header)]
+    if records:
+        body += [_groups(rows, overall.acc), _letters(records), _calibration(records),
+                 _below(rows, overall.acc), _mistakes(records, questions or {})]
+    title = f"MMLU: {short_name(header['model'])}"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+            f"<h1>{esc(title)}</h1>" + "".join(body) + "</body></html>\n")
+
+
+def short_name(model: str) -> str:
+    """A file or folder path shows as its last part; a hub id (org/name) stays whole."""
+    if model.startswith(("/", "./", "../", "~")) or model.endswith(".gguf"):
+        return Path(model).name or model
+    return model
+
+
+def _dl(items: Sequence[tuple[str, object]]) -> str:
+    return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items) + "</dl>"
+
+
+def _run_header(header: dict, records: Sequence[QuestionRecord], footer: dict | None) -> str:
+    info = header.get("backend_info", {})
+    items = [("model", header["model"]), ("backend", header["backend"]),
+             ("few-shot examples", header["num_fewshot"]),
+             ("questions", _selection(header, len(records))),
+             ("prompt format", header.get("prompt_format", "")),
+             ("data", info.get("data_source", "")), ("started", header.get("started", "")),
+             ("device / dtype", f"{info.get('device', '?')} / {info.get('dtype', '?')}"),
+             ("mmlu-bench", header.get("tool_version", ""))]
+    if footer is None:
+        timing = "<p class=\"warn\">The run has not finished: this page shows the questions " \
+                 "recorded so far.</p>"
+    else:
+        timing = _dl(_timing(footer))
+    settings = info.get("settings", {})
+    return (f"<section id=\"run\"><h2>Run</h2>{_dl(items)}<h3>Timing</h3>{timing}"
+            f"<details><summary>All settings</summary>{_dl(sorted(settings.items()))}"
+            "</details></section>")
+
+
+TIMING = {"wall_seconds": "wall time (s)", "questions": "questions recorded",
+          "scored": "scored by the last invocation", "tokens": "tokens",
+          "tokens_per_second": "tokens per second"}
+
+
+def _timing(footer: dict) -> list[tuple[str, object]]:
+    """The footer's timing fields that are present; a nested `session` part (this
+    invocation's timing, on resumed runs) is shown beside the totals."""
+    flat = {**footer, **footer.get("session", {})}
+    return [(label, flat[k]) for k, label in TIMING.items() if flat.get(k) is not None]
+
+
+def _selection(header: dict, n: int) -> str:
+    if header.get("sample"):
+        return f"{n}: stratified random sample (--sample {header['sample']}, seed " \
+               f"{header.get('seed')})"
+    if header.get("limit"):
+        return f"{n}: the first {header['limit']} of each subject (--limit)"
+    return f"{n}: the full test set of the chosen subjects"
+
+
+def _overall(est: stats.Estimate, header: dict) -> str:
+    low, high = stats.normal_interval(est.acc, est.stderr)
+    interval = "" if math.isnan(est.stderr) else f"95% interval {_span(low, high)}"
+    kind = ("stratified-sample estimate with finite population correction"
+            if header.get("sample") else "mean over questions; lm-eval's pooled stderr")
+    bar = svg.Bar("MMLU", est.acc, low, high, f"accuracy {est.acc:.1%}")
+    chart = svg.hbar_chart("chart-overall", "Overall accuracy with 95% interval", [bar],
+                           [(0.25, "chance", svg.GREY)], label_width=80)
+    value = "n/a" if math.isnan(est.acc) else f"{est.acc:.1%}"
+    return (f"<section id=\"overall\"><h2>Overall accuracy</h2><p><span class=\"big\">"
+            f"{value}</span> {esc(interval)}</p><p class=\"muted\">{est.n} questions; "
+            f"{esc(kind)}.</p>{chart}</section>")
+
+
+def _span(low: float, high: float) -> str:
+    """An interval for display, cut to the possible range [0, 1] (the normal interval of a
+    small sample can reach past either end)."""
+    return f"{max(low, 0.0):.1%} to {min(high, 1.0):.1%}"
+
+
+def _bar(g: GroupResult, color: str = svg.BLUE) -> svg.Bar:
+    low, high = stats.normal_interval(g.acc, g.stderr)
+    return svg.Bar(g.name.replace("_", " "), g.acc, low, high,
+                   f"{g.name}: {g.acc:.1%} of {g.n}", color)
+
+
+def _groups(rows: Sequence[GroupResult], overall: float) -> str:
+    marks = [(0.25, "chance", svg.GREY), (overall, "overall", svg.RED)]
+    cats = svg.hbar_chart("chart-categories", "Accuracy by category",
+                          [_bar(g) for g in rows if g.level == 1], marks)
+    colors = dict(zip(sorted(dataset.CATEGORIES), svg.CATEGORY_COLORS, strict=True))
+    subjects = svg.hbar_chart("chart-subjects", "Accuracy by subject",
+                              [_bar(g, colors[dataset.CATEGORY_OF[g.name]])
+                               for g in rows if g.level == 2], marks)
+    legend = " ".join(f'<span style="color:{c}">&#9632;</span> {esc(name.replace("_", " "))}'
+                      for name, c in colors.items())
+    return ("<section id=\"groups\"><h2>Categories</h2>" + cats +
+            "<h2>Subjects</h2><p class=\"muted\">Whiskers: 95% intervals (±1.96 stderr); "
+            "few questions per subject make them wide. Colours: " +
+            legend + "</p>" + subjects + "</section>")
+
+
+def letter_shares(records: Sequence[QuestionRecord]) -> tuple[list[float], list[float]]:
+    """(predicted, gold) share of each letter A-D. Questions with no prediction (-1: every
+    letter missing) count in the gold shares only."""
+    predicted = [r.pred for r in records if r.pred >= 0]
+    pred = [predicted.count(i) / len(predicted) if predicted else math.nan
+            for i in range(len(LETTERS))]
+    gold = [sum(r.gold == i for r in records) / len(records) for i in range(len(LETTERS))]
+    return pred, gold
+
+
+def _letters(records: Sequence[QuestionRecord]) -> str:
+    pred, gold = letter_shares(records)
+    chart = svg.grouped_bars("chart-letters", "Predicted letters against gold letters",
+                             LETTERS, [("predicted", svg.BLUE, pred), ("gold", svg.ORANGE, gold)])
+    gaps = [(p - g, letter) for p, g, letter in zip(pred, gold, LETTERS, strict=True)]
+    gap, letter = max(gaps)
+    note = (f"Most over-chosen letter: {letter}, picked {gap:+.1%} more often than it is the "
+            "answer." if gap > 0 else "")
+    return (f"<section id=\"letters\"><h2>Position bias</h2>{chart}<p>{esc(note)}</p>"
+            "</section>")
+
+
+def confidences(records: Sequence[QuestionRecord]) -> tuple[list[float], list[bool]]:
+    """Top-letter probability (softmax over the letters present) and correctness, per
+    question; questions with every letter missing are skipped."""
+    conf, correct = [], []
+    for r in records:
+        probs = [p for p in stats.softmax(r.loglikelihoods) if p is not None]
+        if probs:
+            conf.append(max(probs))
+            correct.append(r.correct)
+    return conf, correct
+
+
+def _calibration(records: Sequence[QuestionRecord]) -> str:
+    conf, correct = confidences(records)
+    bins, ece = stats.calibration(conf, correct)
+    chart = svg.reliability("chart-calibration", "Calibration: accuracy by confidence", bins)
+    return ("<section id=\"calibration\"><h2>Calibration</h2>"
+            f"<p>Expected calibration error (ECE, 10 bins): <b id=\"ece\">{ece:.3f}</b>. "
+            "Bars: accuracy per confidence bin; dots: mean confidence; the dashed diagonal is "
+            "perfect calibration. Probabilities are the softmax over the four letters' "
+            "log-likelihoods.</p>" + chart + "</section>")
+
+
+def _below(rows: Sequence[GroupResult], overall: float, top: int = 10) -> str:
+    subjects = sorted((g for g in rows if g.level == 2), key=lambda g: g.acc - overall)
+    lines = []
+    for g in [g for g in subjects if g.acc < overall][:top]:
+        low, high = stats.normal_interval(g.acc, g.stderr)
+        interval = "n/a" if math.isnan(g.stderr) else _span(low, high)
+        lines.append(f"<tr><td>{esc(g.name)}</td><td class=\"num\">{g.acc:.1%}</td>"
+                     f"<td class=\"num\">{g.acc - overall:+.1%}</td><td class=\"num\">{g.n}</td>"
+                     f"<td>{esc(interval)}</td></tr>")
+    table = ("<table><tr><th>subject</th><th>accuracy</th><th>vs overall</th><th>n</th>"
+             "<th>95% interval</th></tr>" + "".join(lines) + "</table>") if lines else \
+        "<p>No subject is below the overall score.</p>"
+    return f"<section id=\"below\"><h2>Furthest below the overall score</h2>{table}</section>"
+
+
+def _mistakes(records: Sequence[QuestionRecord], questions: dict[str, Question],
+              top: int = 8) -> str:
+    wrong = [(max(p for p in stats.softmax(r.loglikelihoods) if p is not None), r)
+             for r in records if not r.correct and r.pred >= 0]
+    wrong.sort(key=lambda pr: -pr[0])
+    items = []
+    for p, r in wrong[:top]:
+        q = questions.get(r.qid)
+        text = (f"<pre>{esc(q.question)}</pre><p>answered {LETTERS[r.pred]}. "
+                f"{esc(q.choices[r.pred])}; gold {LETTERS[r.gold]}. {esc(q.choices[r.gold])}</p>"
+                if q else f"<p>answered {LETTERS[r.pred]}; gold {LETTERS[r.gold]}</p>")
+        items.append(f"<li><b>{esc(r.qid)}</b> ({p:.0%} confident){text}</li>")
+    if not items:
+        return ""
+    return (f"<section id=\"mistakes\"><h2>Most confident mistakes</h2><ol>{''.join(items)}"
+            "</ol></section>")

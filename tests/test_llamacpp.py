@@ -1,0 +1,134 @@
+"""The gguf: backend on the real SmolLM2-135M-Instruct Q4_1 GGUF and the real MMLU data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mmlu_bench import cli, dataset, prompts
+from mmlu_bench.backends.llamacpp import LlamaCppBackend
+from mmlu_bench.config import RunConfig
+from mmlu_bench.errors import BackendError, ModelError
+from mmlu_bench.records import RECORDS, read
+
+from .conftest import REFERENCE_0SHOT
+
+pytestmark = pytest.mark.slow
+FEWSHOT_SUBJECTS = "management,world_religions"  # the shortest 5-shot prompts (~270 tokens)
+# Every sixth subject: 10 subjects from all four categories, 100 questions at --limit 10.
+E2E_SUBJECTS = ",".join(dataset.SUBJECTS[::6])
+
+
+def make_backend(path, **settings) -> LlamaCppBackend:
+    return LlamaCppBackend(RunConfig.from_spec(f"gguf:{path}", **settings))
+
+
+@pytest.fixture(scope="module")
+def backend(gguf_path):
+    b = make_backend(gguf_path)
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def fewshot_requests(mmlu_dir):
+    subjects = dataset.resolve_subjects(FEWSHOT_SUBJECTS)
+    data = dataset.load(str(mmlu_dir), subjects)
+    return [r for s in subjects for r in prompts.build_requests(data.test[s][:3], data.dev[s], 5)]
+
+
+def test_missing_garbage_and_truncated_files_are_model_errors(tmp_path, gguf_path):
+    with pytest.raises(ModelError, match="no such GGUF file"):
+        make_backend(tmp_path / "absent.gguf")
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(ModelError, match="not a GGUF file"):
+        make_backend(garbage)
+    # A real header with the tensors cut off gets past the magic check to llama.cpp itself.
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(gguf_path.read_bytes()[: 2 << 20])
+    with pytest.raises(ModelError, match="truncated or corrupt") as e:
+        make_backend(truncated)
+    assert "\n" not in str(e.value)
+
+
+def test_token_ids_equal_the_hf_tokenizer_of_the_same_gguf(backend, gguf_path, fewshot_requests):
+    transformers = pytest.importorskip("transformers", reason="the hf: extra is not installed")
+    hf = transformers.AutoTokenizer.from_pretrained(str(gguf_path.parent),
+                                                    gguf_file=gguf_path.name)
+    texts = [r.context for r in fewshot_requests[::3]]
+    texts += [r.context + " A" for r in fewshot_requests[:2]]
+    texts += [" A", "A", "Answer: D", "naïve café — 3×4 ≥ 10², 日本語", "<|im_start|>user\n",
+              "  two  spaces\n\n\ttab", "x" * 300]
+    for text in texts:
+        assert backend.encode(text) == hf.encode(text), text[:60]
+    # No BOS from either: SmolLM2's GGUF says tokenizer.ggml.add_bos_token = false.
+    assert backend.encode("A")[0] == hf.encode("A")[0] == 49
+
+
+def test_prefix_cache_reuse_equals_fresh_evaluation(backend, fewshot_requests):
+    evaluated = []
+    real_eval = backend.llm.eval
+    backend.llm.eval = lambda tokens: (evaluated.append(len(tokens)), real_eval(tokens))
+    try:
+        reused = {s.qid: s for batch in backend.score(fewshot_requests) for s in batch}
+    finally:
+        del backend.llm.eval
+    total = sum(len(backend.encode(r.context)) for r in fewshot_requests)
+    assert sum(evaluated) < total / 2, "the few-shot prefix was not reused"
+    for request in fewshot_requests:
+        backend.llm.reset()
+        (row,) = backend.score([request])
+        fresh = row[0]
+        assert fresh.qid == request.qid
+        for a, b in zip(reused[request.qid].loglikelihoods, fresh.loglikelihoods, strict=True):
+            assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_multi_token_continuations_fall_back_to_one_row_per_choice(backend, fewshot_requests):
+    request = fewshot_requests[-1]
+    odd = type(request)(request.qid, request.context, (" A", " Bravo charlie", " C", " D"))
+    (scores,) = next(iter(backend.score([odd])))
+    (plain,) = next(iter(backend.score([request])))
+    assert scores.loglikelihoods[0] == pytest.approx(plain.loglikelihoods[0], abs=1e-4)
+    assert scores.loglikelihoods[1] < plain.loglikelihoods[1]
+
+
+def test_prompt_longer_than_ctx_size_asks_for_a_larger_one(gguf_path, fewshot_requests):
+    small = make_backend(gguf_path, ctx_size=128)
+    try:
+        with pytest.raises(BackendError, match="raise --ctx-size"):
+            next(iter(small.score(fewshot_requests[:1])))
+    finally:
+        small.close()
+
+
+def test_info_names_device_dtype_and_file(backend, gguf_path):
+    info = backend.info()
+    assert (info["device"], info["dtype"]) == ("cpu", "gguf")
+    assert info["model_file"] == gguf_path.name and len(info["model_sha256"]) == 64
+
+
+def test_cli_run_agrees_with_lm_eval_reference(gguf_path, mmlu_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["run", "--model", f"gguf:{gguf_path}", "--data-dir", str(mmlu_dir),
+                     "--subjects", E2E_SUBJECTS, "--limit", "10", "--output", str(out),
+                     "--no-progress"])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert table.startswith("|       Tasks        |Version|Filter|n-shot|Metric|")
+    assert "|  - abstract_algebra|      1|none  |     0|acc   |" in table
+    _, records, footer = read(out / RECORDS)
+    ours = {r.qid: r for r in records}
+    ref = [r for r in map(json.loads, REFERENCE_0SHOT.read_text().splitlines())
+           if r["subject"] in E2E_SUBJECTS.split(",")]
+    assert len(ours) == len(ref) == 100 and footer is not None
+    agree = diff = 0.0
+    for r in ref:
+        mine = ours[f"{r['subject']}/{r['doc_id']}"]
+        agree += mine.pred == r["pred"]
+        diff = max(diff, *(abs(a - b) for a, b in zip(mine.loglikelihoods,
+                                                      r["loglikelihoods"], strict=True)))
+    print(f"agreement {agree / len(ref):.1%}, max |ll diff| {diff:.3f}")
+    assert agree / len(ref) >= 0.95

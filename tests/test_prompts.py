@@ -1,0 +1,60 @@
+"""Prompts are lm-eval 0.4.13's `mmlu` prompts byte for byte (pinned by sha256, not by copying
+MMLU questions into the repo)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mmlu_bench import dataset, prompts
+from mmlu_bench.errors import UserError
+from mmlu_bench.schema import Question
+
+from .conftest import REFERENCE_0SHOT
+
+# sha256 of lm-eval 0.4.13's own 5-shot contexts (rendered by lm-eval from the same CSV files,
+# collected from its --log_samples output by bench/bench_vs_lmeval.py).
+LMEVAL_5SHOT_SHA256: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def data(mmlu_dir):
+    return dataset.load(str(mmlu_dir), dataset.SUBJECTS)
+
+
+def test_zero_shot_prompts_match_lm_eval_for_all_570_reference_questions(data):
+    reference = [json.loads(line) for line in REFERENCE_0SHOT.open()]
+    assert len(reference) == 570
+    for ref in reference:
+        q = data.test[ref["subject"]][ref["doc_id"]]
+        assert q.gold == ref["gold"], ref["doc_id"]
+        assert prompts.sha256(prompts.context(q, ())) == ref["prompt_sha256"], q.qid
+
+
+@pytest.mark.skipif(not LMEVAL_5SHOT_SHA256, reason="filled from lm-eval's log")
+def test_five_shot_prompts_match_lm_eval(data):
+    for qid, digest in LMEVAL_5SHOT_SHA256.items():
+        subject, index = qid.split("/")
+        q = data.test[subject][int(index)]
+        shots = prompts.fewshot(data.dev[subject], 5, subject)
+        assert prompts.sha256(prompts.context(q, shots)) == digest, qid
+
+
+def test_prompt_shape_on_a_made_up_question():
+    q = Question("high_school_us_history", 0, "  Why?\n", ("a", "b ", "<c>", "d"), 2)
+    shot = Question("high_school_us_history", 0, "How?", ("1", "2", "3", "4"), 1)
+    expected = ("The following are multiple choice questions (with answers) about high school us "
+                "history.\n\nHow?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer: B\n\n"
+                "Why?\nA. a\nB. b \nC. <c>\nD. d\nAnswer:")
+    assert prompts.context(q, (shot,)) == expected
+    request = prompts.build_requests((q,), (shot,), 1)[0]
+    assert request.continuations == (" A", " B", " C", " D")
+    assert request.qid == "high_school_us_history/0"
+
+
+def test_fewshot_takes_the_first_k_dev_examples_and_refuses_too_many(data):
+    dev = data.dev["anatomy"]
+    assert prompts.fewshot(dev, 3, "anatomy") == dev[:3]
+    with pytest.raises(UserError, match="--num-fewshot 6 is more than the 5 dev examples"):
+        prompts.fewshot(dev, 6, "anatomy")
