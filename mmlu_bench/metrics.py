@@ -49,12 +49,13 @@ def subject_results(records: Iterable[QuestionRecord], num_fewshot: int) -> dict
             for s, xs in sorted(by_subject.items())}
 
 
-def group(name: str, level: int, parts: Sequence[GroupResult]) -> GroupResult:
+def group(name: str, level: int, parts: Sequence[GroupResult],
+          num_fewshot: int | None = None) -> GroupResult:
     """A size-weighted mean of subject accuracies with lm-eval's pooled stderr."""
     sizes = [p.n for p in parts]
     acc = sum(p.acc * p.n for p in parts) / sum(sizes)
     return GroupResult(name, level, acc, pooled_stderr([p.stderr for p in parts], sizes),
-                       sum(sizes))
+                       sum(sizes), num_fewshot)
 
 
 def summarize(records: Sequence[QuestionRecord], num_fewshot: int) -> list[GroupResult]:
@@ -67,7 +68,8 @@ def summarize(records: Sequence[QuestionRecord], num_fewshot: int) -> list[Group
     for category in sorted(CATEGORIES):
         parts = [subjects[s] for s in CATEGORIES[category] if s in subjects]
         if parts:
-            rows.append(group(category, 1, parts))
+            # lm-eval prints the shots on category rows, but not on the mmlu row
+            rows.append(group(category, 1, parts, num_fewshot))
             rows.extend(sorted(parts, key=lambda p: p.name))
     assert sum(r.n for r in rows if r.level == 2) == len(records), "every record in one subject"
     assert all(s in CATEGORY_OF for s in subjects), "unknown subject in records"

@@ -22,7 +22,9 @@ def _row(g: GroupResult) -> list[str]:
     name = GROUP_ALIAS.get(g.name, g.name)
     label = name if g.level == 0 else " " * g.level + "- " + name
     shots = "" if g.num_fewshot is None else str(g.num_fewshot)
-    return [label, VERSION[g.level], "none", shots, "acc", "↑", _fmt(g.acc), "±", _fmt(g.stderr)]
+    # lm-eval 0.4.13 leaves the higher-is-better arrow blank on the top group's row.
+    arrow = "" if g.level == 0 else "↑"
+    return [label, VERSION[g.level], "none", shots, "acc", arrow, _fmt(g.acc), "±", _fmt(g.stderr)]
 
 
 def markdown_table(rows: Sequence[GroupResult], title: str = "Tasks") -> str:
@@ -43,6 +45,14 @@ def markdown_table(rows: Sequence[GroupResult], title: str = "Tasks") -> str:
     rule = "|" + "|".join(("-" * (w - 1) + ":") if i in RIGHT else "-" * w
                           for i, w in enumerate(widths)) + "|"
     return "\n".join([line(cells[0], True), rule] + [line(c) for c in cells[1:]]) + "\n"
+
+
+def title(header: dict) -> str:
+    """The run line lm-eval prints above its table."""
+    settings = header.get("backend_info", {}).get("settings", {})
+    limit = header.get("limit")
+    return (f"{header['backend']} ({header['model']}), limit: {limit if limit else None}, "
+            f"num_fewshot: {header['num_fewshot']}, batch_size: {settings.get('batch_size')}")
 
 
 def full_table(rows: Sequence[GroupResult], footer: str = "") -> str:

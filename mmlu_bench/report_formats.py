@@ -36,9 +36,10 @@ def render(run_dir: Path, fmt: str) -> str:
 
 
 def table(header: dict, records: list) -> str:
+    """lm-eval's two tables under lm-eval's one-line run summary."""
     rows = metrics.summarize(records, header["num_fewshot"])
     notes = (report.table_footer(records), sampling.summary_line(header, records))
-    return report.full_table(rows, "\n".join(n for n in notes if n))
+    return report.title(header) + "\n" + report.full_table(rows, "\n".join(n for n in notes if n))
 
 
 def results(header: dict, records: list) -> dict:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, backends, dataset, metrics, prompts, report, sampling, scoring
+from . import __version__, backends, dataset, metrics, prompts, sampling, scoring
 from .config import RunConfig
 from .errors import UserError
 from .interrupts import signals_held
@@ -225,15 +225,12 @@ def _progress(config: RunConfig, total: int, done: int):
 
 def write_reports(out_dir: Path, scored: int = 0, footer: dict | None = None) -> Outcome:
     """results.json, results.md and report.html, recomputed from records.jsonl alone."""
-    from . import html_report
+    from . import html_report, report_formats
 
     header, records, _ = read(out_dir / RECORDS)
+    table = report_formats.table(header, records)
+    results = report_formats.results(header, records)
     rows = metrics.summarize(records, header["num_fewshot"])
-    notes = (report.table_footer(records), sampling.summary_line(header, records))
-    table = report.full_table(rows, "\n".join(n for n in notes if n))
-    results = report.results_json(rows, header, records)
-    if header.get("sample"):
-        results["sample"] = sampling.sample_json(header, records)
     try:
         write_atomic(out_dir / "results.md", table)
         write_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")

@@ -50,4 +50,4 @@ def test_prints_lm_evals_table(zero_shot_run, capsys):
     results = json.loads((zero_shot_run / "results.json").read_text())
     assert round(results["results"]["mmlu"]["acc,none"], 4) == 0.2596
     assert round(results["results"]["mmlu"]["acc_stderr,none"], 4) == 0.0185
-    assert (zero_shot_run / "results.md").read_text().startswith("|")
+    assert "|mmlu " in (zero_shot_run / "results.md").read_text()

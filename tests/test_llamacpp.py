@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -16,8 +17,10 @@ from .conftest import REFERENCE_0SHOT
 
 pytestmark = pytest.mark.slow
 FEWSHOT_SUBJECTS = "management,world_religions"  # the shortest 5-shot prompts (~270 tokens)
-# Every sixth subject: 10 subjects from all four categories, 100 questions at --limit 10.
-E2E_SUBJECTS = ",".join(dataset.SUBJECTS[::6])
+# One to two subjects per category with short prompts: 50 questions at --limit 10 (all 570 take
+# ~8 minutes on two cores).
+E2E_SUBJECTS = ("abstract_algebra,conceptual_physics,high_school_macroeconomics,"
+                "logical_fallacies,management")
 
 
 def make_backend(path, **settings) -> LlamaCppBackend:
@@ -61,6 +64,8 @@ def test_token_ids_equal_the_hf_tokenizer_of_the_same_gguf(backend, gguf_path, f
     texts += [r.context + " A" for r in fewshot_requests[:2]]
     texts += [" A", "A", "Answer: D", "naïve café — 3×4 ≥ 10², 日本語", "<|im_start|>user\n",
               "  two  spaces\n\n\ttab", "x" * 300]
+    # Known difference, left out here: "\n\n" before a digit ("Answer: A\n\n3 Cl", 5-shot
+    # college_chemistry) is one token in llama.cpp and two in transformers' GGUF tokenizer.
     for text in texts:
         assert backend.encode(text) == hf.encode(text), text[:60]
     # No BOS from either: SmolLM2's GGUF says tokenizer.ggml.add_bos_token = false.
@@ -79,8 +84,7 @@ def test_prefix_cache_reuse_equals_fresh_evaluation(backend, fewshot_requests):
     assert sum(evaluated) < total / 2, "the few-shot prefix was not reused"
     for request in fewshot_requests:
         backend.llm.reset()
-        (row,) = backend.score([request])
-        fresh = row[0]
+        [[fresh]] = backend.score([request])
         assert fresh.qid == request.qid
         for a, b in zip(reused[request.qid].loglikelihoods, fresh.loglikelihoods, strict=True):
             assert a == pytest.approx(b, abs=1e-4)
@@ -117,13 +121,13 @@ def test_cli_run_agrees_with_lm_eval_reference(gguf_path, mmlu_dir, tmp_path, ca
                      "--no-progress"])
     assert code == 0
     table = capsys.readouterr().out
-    assert table.startswith("|       Tasks        |Version|Filter|n-shot|Metric|")
-    assert "|  - abstract_algebra|      1|none  |     0|acc   |" in table
+    assert re.match(r"\| +Tasks +\|Version\|Filter\|n-shot\|Metric\|", table)
+    assert re.search(r"\|  - abstract_algebra +\| +1\|none +\| +0\|acc +\|", table)
     _, records, footer = read(out / RECORDS)
     ours = {r.qid: r for r in records}
     ref = [r for r in map(json.loads, REFERENCE_0SHOT.read_text().splitlines())
            if r["subject"] in E2E_SUBJECTS.split(",")]
-    assert len(ours) == len(ref) == 100 and footer is not None
+    assert len(ours) == len(ref) == 50 and footer is not None
     agree = diff = 0.0
     for r in ref:
         mine = ours[f"{r['subject']}/{r['doc_id']}"]

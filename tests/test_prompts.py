@@ -15,7 +15,14 @@ from .conftest import REFERENCE_0SHOT
 
 # sha256 of lm-eval 0.4.13's own 5-shot contexts (rendered by lm-eval from the same CSV files,
 # collected from its --log_samples output by bench/bench_vs_lmeval.py).
-LMEVAL_5SHOT_SHA256: dict[str, str] = {}
+LMEVAL_5SHOT_SHA256 = {
+    "anatomy/0": "b91759cf63d02a5541c3bd952870370ea5c19661d02a7a9a4c20907549d641e3",
+    "anatomy/1": "aa6f08c659eb3177b1e14719db9b0eb80772f2b9e3e34d62c26543ba3188f2fb",
+    "anatomy/2": "444452032e4c36ec8e4755f18f0c88e80dd1e15c598bcbcbbad3aae9dad7e8b1",
+    "virology/0": "e0b003a91e641c19e3defeef85ccd8472f7fdd92115f5d6e7880d751c07a73fc",
+    "virology/1": "3c16be147202adc93f75d6c44b04afd431fb50554acba2f10d7634f5816f500a",
+    "virology/2": "d1548abedede65e39016eeb815f953aad2469060aa0738337978ef2b846f18e5",
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +39,6 @@ def test_zero_shot_prompts_match_lm_eval_for_all_570_reference_questions(data):
         assert prompts.sha256(prompts.context(q, ())) == ref["prompt_sha256"], q.qid
 
 
-@pytest.mark.skipif(not LMEVAL_5SHOT_SHA256, reason="filled from lm-eval's log")
 def test_five_shot_prompts_match_lm_eval(data):
     for qid, digest in LMEVAL_5SHOT_SHA256.items():
         subject, index = qid.split("/")

@@ -245,15 +245,15 @@ def slow(self, requests):
         yield batch
 fake.FakeBackend.score = slow
 fake.BATCH = 4
-if sys.argv[1] != "-":  # a cleanup that hangs (after touching sys.argv[1]): only a second
+if sys.argv[1] != "-":  # a cleanup that hangs, after creating the file sys.argv[1]
     fake.FakeBackend.close = lambda self: open(sys.argv[1], "w").close() or time.sleep(60)
 from mmlu_bench.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 
 
-def start_slow(argv: list[str], mode: str = "-") -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", SLOW_CLI, mode, *argv], cwd=ROOT,
+def start_slow(argv: list[str], hang_marker: str = "-") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", SLOW_CLI, hang_marker, *argv], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -379,40 +379,59 @@ def _warm_imports(model: Path) -> None:
     AutoTokenizer.from_pretrained(model)
 
 
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
 def _timed_run(argv: list[str], path: Path, log: Path) -> tuple[float, float]:
     """Run to the end; (seconds until the first record line, seconds in all)."""
     start, first = time.perf_counter(), None
     pid = _in_child(lambda: main(argv), log)
     while os.waitpid(pid, os.WNOHANG) == (0, 0):
-        if first is None and path.exists() and path.read_bytes().count(b"\n") > 1:
+        if first is None and _lines(path) > 1:
             first = time.perf_counter() - start
-        time.sleep(0.01)
+        time.sleep(0.005)
     total = time.perf_counter() - start
     return first or total, total
+
+
+def _wait_for_a_record(path: Path, before: int, pid: int) -> bool:
+    """Wait until the child appends a line to the records; False if it exited first."""
+    while _lines(path) <= before:
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def drive(spec: dict) -> dict:
     """Fork, don't spawn: torch and transformers are imported once here (seconds on this
     machine), and every run is a forked child that only loads the model and scores.
 
-    Each kill comes at a seeded random moment between the middle of start-up and a few
-    batches into scoring: about half land while the model loads or the records are checked,
-    the rest mid-batch, between batches or, near the end, in the final rewrite."""
+    The moments are seeded random and measured against the run itself, not the clock alone, so
+    they fall the same way on a fast or a loaded machine: 3 kills in 10 come during start-up
+    (model load, reading the records, cutting a torn tail), the others a random time of up to
+    three batches' worth after the child's first new record line (mid-batch, between batches,
+    near the end in the final rewrite). The last run goes to the end."""
     model, out, log = Path(spec["model"]), Path(spec["out"]), Path(spec["log"])
-    if not (model / "config.json").is_file():
+    if not (model / "tokenizer.json").is_file():  # written last
         assert _finish(_in_child(lambda: tiny_llama(model, Path(spec["gguf"])) or 0, log)) == 0
     _warm_imports(model)
     argv, path = spec["argv"], out / RECORDS
     startup, whole = _timed_run(argv, path, log)
     assert records.read(path)[2] is not None, log.read_text()[-3000:]
     out.rename(spec["reference"])
+    batch = (whole - startup) / spec["batches"]
     rng, seen = random.Random(SEED), []
     for _ in range(KILLS):
-        moment = rng.uniform(startup / 2, startup + 2 * (whole - startup) / KILLS)
+        early = rng.random() < 0.3
+        delay = rng.uniform(0, startup) if early else rng.uniform(0, 3 * batch)
+        before = _lines(path)
         pid = _in_child(lambda: main(argv), log)
-        time.sleep(moment)
-        os.kill(pid, signal.SIGKILL)
-        _finish(pid)
+        if early or _wait_for_a_record(path, before, pid):
+            time.sleep(delay)
+            os.kill(pid, signal.SIGKILL)
+            _finish(pid)
         seen.append(len(records.read(path)[1]) if path.exists() else -1)
     assert _finish(_in_child(lambda: main(argv), log)) == 0, log.read_text()[-3000:]
     return {"startup": startup, "whole": whole, "recorded_after_each_kill": seen}
@@ -421,13 +440,16 @@ def drive(spec: dict) -> dict:
 def test_sigkill_at_random_moments_then_resume_is_byte_identical(tmp_path, mmlu_dir, gguf_path,
                                                                  request):
     pytest.importorskip("transformers")
-    model = request.config.cache.mkdir("tiny-llama-smollm2-tokenizer-v1")
+    # Built once (converting SmolLM2's GGUF tokenizer takes a while) and kept in pytest's cache.
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    model = cache.mkdir("tiny-llama-smollm2-tokenizer-v1") if cache else tmp_path / "tiny"
     out = tmp_path / "run"
     argv = ["run", "--model", f"hf:{model}", "--data-dir", str(mmlu_dir), "--subjects",
             FAULT_SUBJECTS, "--limit", "20", "--num-fewshot", "1", "--batch-size", "2",
             "--output", str(out), "--no-progress"]
     spec = {"model": str(model), "gguf": str(gguf_path), "out": str(out), "argv": argv,
-            "reference": str(tmp_path / "reference"), "log": str(tmp_path / "runs.log")}
+            "reference": str(tmp_path / "reference"), "log": str(tmp_path / "runs.log"),
+            "batches": 30}  # 60 questions, --batch-size 2
     done = subprocess.run([sys.executable, __file__, "drive", json.dumps(spec)], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -133,9 +133,10 @@ def _load(path: Path, config):
     from llama_cpp import Llama
 
     try:
+        # n_threads alone would leave prompt evaluation (all of scoring) on every core.
         return Llama(model_path=str(path), n_gpu_layers=config.n_gpu_layers,
-                     n_threads=config.threads, n_ctx=config.ctx_size, logits_all=False,
-                     verbose=False)
+                     n_threads=config.threads, n_threads_batch=config.threads,
+                     n_ctx=config.ctx_size, logits_all=False, verbose=False)
     except (ValueError, RuntimeError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{path}: llama.cpp could not load it ({first[:200]}); the file may "

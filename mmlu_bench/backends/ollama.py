@@ -74,6 +74,13 @@ def alternatives(answer: dict) -> dict[str, float]:
     return found
 
 
+def _stopped_at_once(answer) -> bool:
+    """End-of-text came first: nothing generated, no logprobs. llama-cpp-python's server does
+    this (see openai_compat.min_tokens); guarded here too, though not seen on a real Ollama."""
+    return (isinstance(answer, dict) and not answer.get("logprobs")
+            and not answer.get("response") and answer.get("done_reason") == "stop")
+
+
 class OllamaBackend(ServerBackend):
     name = "ollama"
     exact = False  # top-k only: a letter outside the top 20 is recorded as missing
@@ -103,6 +110,9 @@ class OllamaBackend(ServerBackend):
         # Some Ollama versions leave prompt-cached tokens out of prompt_eval_count
         # (ollama#2068): n_tokens, for tokens/s only, can run low; no score depends on it.
         prompt_tokens = answer.get("prompt_eval_count") if isinstance(answer, dict) else None
+        if _stopped_at_once(answer):  # at temperature 0 a retry would do the same
+            raise BackendError("Ollama stopped at end-of-text before generating a token and "
+                               "returned no logprobs for a prompt")
         return alternatives(answer), int(prompt_tokens or 0)
 
     def _check_version(self) -> str:
