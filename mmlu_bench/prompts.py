@@ -32,8 +32,9 @@ def question_text(q: Question) -> str:
 
 
 def context(q: Question, shots: tuple[Question, ...]) -> str:
-    examples = [question_text(s) + CONTINUATIONS[s.gold] for s in shots]
-    return description(q.subject) + "".join(e + FEWSHOT_DELIMITER for e in examples) + question_text(q)
+    """description, each shot answered and followed by a blank line, then the question."""
+    examples = "".join(question_text(s) + CONTINUATIONS[s.gold] + FEWSHOT_DELIMITER for s in shots)
+    return description(q.subject) + examples + question_text(q)
 
 
 def fewshot(dev: tuple[Question, ...], k: int, subject: str) -> tuple[Question, ...]:

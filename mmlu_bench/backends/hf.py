@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 MIN_SHARED_PREFIX = 32
 # Padded tokens per batch for --batch-size auto. On CPU small batches are fastest (a 135M model
 # ran ~470 tok/s at batch 4 and slower at 32); accelerators like large ones.
-AUTO_TOKEN_BUDGET = {"cpu": 2048, "mps": 8192, "cuda": 32768}
+AUTO_TOKEN_BUDGET = {"cpu": 1024, "mps": 8192, "cuda": 32768}
 
 
 class HFBackend:
