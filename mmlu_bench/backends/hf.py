@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -78,27 +77,19 @@ class HFBackend:
         if shared < MIN_SHARED_PREFIX:
             shared = 0
         cache = self._prefix_cache(rows[0].tokens[:shared]) if shared else None
-        pending: dict[str, dict[int, float]] = {}
-        expected = Counter()
-        for row in rows:
-            expected[row.qid] += len(row.reads)
+        collector = tk.Collector(rows)
         for batch in tk.batches(rows, shared, self.batch_size, self.token_budget):
             if all(row.qid in skip for row in batch):
                 continue
             done = []
             for row, logprobs in zip(batch, self._forward(batch, shared, cache), strict=True):
-                got = pending.setdefault(row.qid, {})
-                for choice, targets in row.reads:
-                    n = len(targets)
-                    got[choice] = float(sum(logprobs[-n + j][t] for j, t in enumerate(targets)))
-                if len(got) == expected[row.qid]:
-                    del pending[row.qid]
-                    lls = tuple(got[i] for i in range(len(got)))
-                    if row.qid not in skip:
-                        done.append(ChoiceScores(row.qid, lls, row.n_tokens))
+                scores = collector.add(row, logprobs)
+                if scores is not None and row.qid not in skip:
+                    done.append(scores)
             if done:
                 yield done
-        assert not set(pending) - skip, f"unfinished questions: {sorted(pending)[:3]}"
+        unfinished = set(collector.pending) - skip
+        assert not unfinished, f"unfinished questions: {sorted(unfinished)[:3]}"
 
     def _prefix_cache(self, prefix: tuple[int, ...]):
         torch = self.torch

@@ -71,28 +71,22 @@ class LlamaCppBackend:
         rows = [row for r in requests for row in tk.plan_rows(r, self.encode, self.max_length)]
         for row in rows:
             self._check_fits(row)
-        expected = {r.qid: len(r.continuations) for r in requests}
-        pending: dict[str, dict[int, float]] = {}
+        collector = tk.Collector(rows)
         done: list[ChoiceScores] = []
         # Lexicographic order puts rows with the longest common prefix next to each other.
+        # Targets come from tokenizing context + " A" (tokens.encode_pair): the letter token
+        # with its leading space (" A", 330 in SmolLM2), not the bare "A" (49).
         for row in sorted(rows, key=lambda r: r.tokens):
-            logprobs = self.logprobs(row.tokens, max(len(t) for _, t in row.reads))
-            got = pending.setdefault(row.qid, {})
-            for choice, targets in row.reads:
-                # targets come from tokenizing context + " A" (tokens.encode_pair): the letter
-                # token with its leading space (" A", 330 in SmolLM2), not the bare "A" (49).
-                n = len(targets)
-                got[choice] = float(sum(logprobs[-n + j][t] for j, t in enumerate(targets)))
-            if len(got) == expected[row.qid]:
-                del pending[row.qid]
-                done.append(ChoiceScores(row.qid, tuple(got[i] for i in range(len(got))),
-                                         row.n_tokens))
+            keep = max(len(t) for _, t in row.reads)
+            scores = collector.add(row, self.logprobs(row.tokens, keep))
+            if scores is not None:
+                done.append(scores)
             if len(done) >= YIELD_EVERY:
                 yield done
                 done = []
         if done:
             yield done
-        assert not pending, f"unfinished questions: {sorted(pending)[:3]}"
+        assert not collector.pending, f"unfinished questions: {sorted(collector.pending)[:3]}"
 
     def logprobs(self, tokens: Sequence[int], keep: int) -> list[np.ndarray]:
         """Log-softmax over the vocabulary at the last `keep` positions of `tokens`.

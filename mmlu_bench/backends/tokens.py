@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..schema import ScoreRequest
+from ..schema import ChoiceScores, ScoreRequest
 
 Encode = Callable[[str], list[int]]
 
@@ -96,3 +96,26 @@ def batches(rows: Sequence[Row], offset: int, batch_size: int | None,
                 continue
         out.append([row])
     return out
+
+
+class Collector:
+    """Gathers each question's choice log-likelihoods from its rows' log-softmax outputs; a
+    question is complete once all of its choices are read (one row, or one row per choice)."""
+
+    def __init__(self, rows: Sequence[Row]) -> None:
+        self.expected: dict[str, int] = {}
+        for row in rows:
+            self.expected[row.qid] = self.expected.get(row.qid, 0) + len(row.reads)
+        self.pending: dict[str, dict[int, float]] = {}
+
+    def add(self, row: Row, logprobs) -> ChoiceScores | None:
+        """Read `row`'s targets from `logprobs` (last positions last); the question's scores
+        when this row completes it."""
+        got = self.pending.setdefault(row.qid, {})
+        for choice, targets in row.reads:
+            n = len(targets)
+            got[choice] = float(sum(logprobs[-n + j][t] for j, t in enumerate(targets)))
+        if len(got) < self.expected[row.qid]:
+            return None
+        del self.pending[row.qid]
+        return ChoiceScores(row.qid, tuple(got[i] for i in range(len(got))), row.n_tokens)
