@@ -69,24 +69,12 @@ def _no_data_folder(t, d):
     return run_argv(t, t / "no-such-folder")
 
 
-def _wrong_columns(t, d):
-    write_test_csv(d, b"What is 2+2?,3,4,5,B\n")
-    return run_argv(t, d)
-
-
-def _bad_letter(t, d):
-    write_test_csv(d, b"What is 2+2?,3,4,5,6,E\n")
-    return run_argv(t, d)
-
-
-def _not_utf8(t, d):
-    write_test_csv(d, b"What is 2+2?,3,4,5,6,B\nCaf\xe9?,a,b,c,d,A\n")
-    return run_argv(t, d)
-
-
-def _empty_csv(t, d):
-    write_test_csv(d, b"")
-    return run_argv(t, d)
+def _test_csv(content: bytes):
+    """A case whose test CSV holds `content` instead of the real questions."""
+    def case(t, d):
+        write_test_csv(d, content)
+        return run_argv(t, d)
+    return case
 
 
 def _missing_csv(t, d):
@@ -121,10 +109,13 @@ CASES = [
     ("gguf-path-missing", _missing_gguf, "no such GGUF file"),
     ("data-folder-empty", _empty_data_folder, "no MMLU files here"),
     ("data-folder-missing", _no_data_folder, "no such folder or tar archive"),
-    ("csv-wrong-column-count", _wrong_columns, "anatomy_test.csv:1: expected 6 columns"),
-    ("csv-bad-answer-letter", _bad_letter, "anatomy_test.csv:1: answer must be one of A, B, C, D"),
-    ("csv-not-utf8", _not_utf8, "anatomy_test.csv:2: not valid UTF-8"),
-    ("csv-empty", _empty_csv, "anatomy_test.csv: file is empty"),
+    ("csv-wrong-column-count", _test_csv(b"What is 2+2?,3,4,5,B\n"),
+     "anatomy_test.csv:1: expected 6 columns"),
+    ("csv-bad-answer-letter", _test_csv(b"What is 2+2?,3,4,5,6,E\n"),
+     "anatomy_test.csv:1: answer must be one of A, B, C, D"),
+    ("csv-not-utf8", _test_csv(b"What is 2+2?,3,4,5,6,B\nCaf\xe9?,a,b,c,d,A\n"),
+     "anatomy_test.csv:2: not valid UTF-8"),
+    ("csv-empty", _test_csv(b""), "anatomy_test.csv: file is empty"),
     ("csv-missing", _missing_csv, "anatomy_dev.csv: missing"),
     ("unknown-subject", _unknown_subject, "unknown subject 'anatomyy'. Did you mean anatomy?"),
     ("limit-zero", _limit("0"), "--limit 0: give a positive number"),
@@ -171,29 +162,26 @@ def test_disk_full_keeps_what_was_recorded(tmp_path, mmlu_dir, capsys, monkeypat
     assert [r.index for r in done] == list(range(20)) and footer["questions"] == 20
 
 
-def test_hand_edited_records_are_refused_untouched(tmp_path, mmlu_dir, capsys):
+def _unquote(lines: list[str]) -> list[str]:
+    return lines[:2] + [lines[2].replace('"pred": ', '"pred" ')] + lines[3:]
+
+
+def _twice(lines: list[str]) -> list[str]:
+    return lines[:3] + lines[2:3] + lines[3:]
+
+
+@pytest.mark.parametrize("edit, message", [(_unquote, "records.jsonl:3: not a valid record line"),
+                                           (_twice, "anatomy/1 is recorded twice")])
+def test_hand_edited_records_are_refused_untouched(edit, message, tmp_path, mmlu_dir, capsys):
     data = data_copy(tmp_path, mmlu_dir)
     argv = run_argv(tmp_path, data)
     assert main(argv) == 0
     path = tmp_path / "out" / records.RECORDS
-    lines = path.read_text().splitlines(keepends=True)
-    lines[2] = lines[2].replace('"pred": ', '"pred" ')
-    path.write_text("".join(lines))
+    path.write_text("".join(edit(path.read_text().splitlines(keepends=True))))
     before = path.read_bytes()
-    line = fails(argv, capsys)
-    assert f"{path}:3: not a valid record line" in line
+    assert message in fails(argv, capsys)
     assert path.read_bytes() == before
-    assert "records.jsonl:3" in fails(["report", str(tmp_path / "out")], capsys)
-
-
-def test_records_with_a_question_twice_are_refused(tmp_path, mmlu_dir, capsys):
-    data = data_copy(tmp_path, mmlu_dir)
-    argv = run_argv(tmp_path, data)
-    assert main(argv) == 0
-    path = tmp_path / "out" / records.RECORDS
-    lines = path.read_text().splitlines(keepends=True)
-    path.write_text("".join(lines[:3] + lines[2:3] + lines[3:]))
-    assert "anatomy/1 is recorded twice" in fails(argv, capsys)
+    assert message in fails(["report", str(tmp_path / "out")], capsys)
 
 
 # Model files that exist but are broken. These load transformers (slow to import).

@@ -71,3 +71,34 @@ def test_multi_token_continuations_take_the_per_choice_path(backend):
     got = scores(backend, [request])["anatomy/0"]
     expected = plain_loglikelihoods(backend, request)
     assert max(abs(a - b) for a, b in zip(got, expected, strict=True)) < 1e-4
+
+
+def test_a_gguf_file_is_parsed_once_and_loads_the_same_weights(backend, gguf_path, monkeypatch):
+    import gguf
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mmlu_bench.backends.hf import HFBackend
+
+    parses = []
+
+    class CountingReader(gguf.GGUFReader):
+        def __init__(self, *args, **kwargs):
+            parses.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", CountingReader)
+    again = HFBackend(RunConfig.from_spec(f"hf:{gguf_path}", dtype="float32", device="cpu"))
+    assert len(parses) == 1, "config, tokenizer and weights share one parse"
+    assert gguf.GGUFReader is CountingReader, "the loader puts gguf back as it found it"
+    parses.clear()
+    plain = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                                 dtype=torch.float32)
+    assert len(parses) > 1, "transformers alone parses the file several times"
+    theirs = plain.state_dict()
+    for name, weight in again.model.state_dict().items():
+        assert torch.equal(weight, theirs[name]), name
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    text = "The following are questions.\n\nQuestion: 12 + 30?\n\n42\nAnswer: B"
+    assert again.tokenizer.encode(text) == tokenizer.encode(text)
+    assert again.tokenizer.get_vocab() == tokenizer.get_vocab()

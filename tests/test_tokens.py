@@ -72,3 +72,44 @@ def test_batches_sort_longest_first_and_respect_budget_or_count():
     assert [[len(r.tokens) for r in b] for b in by_count] == [[10, 8, 5], [3]]
     shared = tk.batches(rows, offset=2, batch_size=None, token_budget=16)
     assert [[len(r.tokens) for r in b] for b in shared] == [[10, 8], [5, 3]]
+
+
+def _cost(batches, offset, overhead):
+    return sum(overhead + len(b) * (len(b[0].tokens) - offset) for b in batches)
+
+
+def test_batches_do_not_pad_a_short_question_to_a_long_one():
+    # --limit 10 of a subject: one long passage and nine short questions. Cutting at the
+    # budget would pad two short rows to 300 tokens each.
+    lengths = (300, 100, 95, 90, 85, 80, 80, 75, 70, 60)
+    rows = [tk.Row(str(i), tuple(range(n)), (), 0) for i, n in enumerate(lengths)]
+    out = tk.batches(rows, offset=0, batch_size=None, token_budget=1024, overhead=48)
+    assert [len(r.tokens) for r in out[0]] == [300]
+    assert sorted(r.qid for b in out for r in b) == sorted(r.qid for r in rows)
+    assert all(len(b) * len(b[0].tokens) <= 1024 for b in out)
+    padding = sum(len(b) * len(b[0].tokens) for b in out) - sum(lengths)
+    assert padding < 100
+
+
+def test_batches_are_the_cheapest_cut_of_the_sorted_rows():
+    import itertools
+    import random
+
+    rnd = random.Random(7)
+    for _ in range(200):
+        n, offset = rnd.randint(1, 7), rnd.randint(0, 3)
+        rows = [tk.Row(str(i), tuple(range(offset + rnd.randint(1, 40))), (), 0)
+                for i in range(n)]
+        budget, overhead = rnd.randint(40, 120), rnd.randint(0, 30)
+        got = tk.batches(rows, offset, None, budget, overhead)
+        ordered = sorted(rows, key=lambda r: -len(r.tokens))
+        best = None
+        for mask in itertools.product((0, 1), repeat=n - 1):  # every contiguous cut
+            cuts = [0] + [i + 1 for i, m in enumerate(mask) if m] + [n]
+            parts = [ordered[a:b] for a, b in zip(cuts, cuts[1:])]
+            if any(len(p) > 1 and len(p) * (len(p[0].tokens) - offset) > budget for p in parts):
+                continue
+            cost = _cost(parts, offset, overhead)
+            best = cost if best is None else min(best, cost)
+        assert _cost(got, offset, overhead) == best
+        assert [r for b in got for r in b] == ordered
