@@ -463,3 +463,44 @@ def test_sigkill_at_random_moments_then_resume_is_byte_identical(tmp_path, mmlu_
 
 if __name__ == "__main__" and sys.argv[1:2] == ["drive"]:
     print(json.dumps(drive(json.loads(sys.argv[2]))))
+
+
+def test_model_hashes_are_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    from mmlu_bench.backends import identity
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    weights = tmp_path / "model.gguf"
+    weights.write_bytes(b"weights-1")
+    digest = hashlib.sha256(b"weights-1").hexdigest()
+    assert identity.sha256(weights) == digest
+    assert not identity.cache_file().exists(), "a file written just now is not remembered"
+
+    os.utime(weights, ns=(10**18, 10**18))  # written long ago
+    assert identity.sha256(weights) == digest
+    assert digest in identity.cache_file().read_text()
+    reads = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda *a, **k: reads.append(a) or real_open(*a, **k))
+    assert identity.file_identity(weights)["model_sha256"] == digest
+    assert not [a for a in reads if str(a[0]) == str(weights)], "an unchanged file is not re-read"
+
+    weights.write_bytes(b"weights-2")  # same size, new modification time
+    os.utime(weights, ns=(2 * 10**18, 2 * 10**18))
+    assert identity.sha256(weights) == hashlib.sha256(b"weights-2").hexdigest()
+
+
+def test_an_unwritable_hash_cache_costs_only_a_re_read(tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    from mmlu_bench.backends import identity
+
+    (tmp_path / "plain-file").write_text("x")  # a folder under a file cannot be made, even by root
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "plain-file"))
+    weights = tmp_path / "model.gguf"
+    weights.write_bytes(b"weights")
+    os.utime(weights, ns=(10**18, 10**18))
+    assert identity.sha256(weights) == hashlib.sha256(b"weights").hexdigest()

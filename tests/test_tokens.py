@@ -66,11 +66,11 @@ def test_common_prefix_leaves_each_row_one_token():
 
 def test_batches_sort_longest_first_and_respect_budget_or_count():
     rows = [tk.Row(str(n), tuple(range(n)), (), 0) for n in (3, 10, 5, 8)]
-    by_budget = tk.batches(rows, offset=0, batch_size=None, token_budget=20)
+    by_budget = tk.batches(rows, offset=0, batch_size=None, token_budget=20, overhead=48)
     assert [[len(r.tokens) for r in b] for b in by_budget] == [[10, 8], [5, 3]]
-    by_count = tk.batches(rows, offset=0, batch_size=3, token_budget=0)
+    by_count = tk.batches(rows, offset=0, batch_size=3, token_budget=0, overhead=48)
     assert [[len(r.tokens) for r in b] for b in by_count] == [[10, 8, 5], [3]]
-    shared = tk.batches(rows, offset=2, batch_size=None, token_budget=16)
+    shared = tk.batches(rows, offset=2, batch_size=None, token_budget=16, overhead=48)
     assert [[len(r.tokens) for r in b] for b in shared] == [[10, 8], [5, 3]]
 
 
@@ -89,6 +89,9 @@ def test_batches_do_not_pad_a_short_question_to_a_long_one():
     assert all(len(b) * len(b[0].tokens) <= 1024 for b in out)
     padding = sum(len(b) * len(b[0].tokens) for b in out) - sum(lengths)
     assert padding < 100
+    # Where a pass costs thousands of tokens' worth (a GPU), padding is cheap: one batch.
+    gpu = tk.batches(rows, offset=0, batch_size=None, token_budget=32768, overhead=4096)
+    assert [len(b) for b in gpu] == [10]
 
 
 def test_batches_are_the_cheapest_cut_of_the_sorted_rows():

@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from ..schema import ChoiceScores, ScoreRequest
 
 Encode = Callable[[str], list[int]]
-# What one more forward pass costs beyond its tokens, in tokens (a 135M model on CPU spent
-# ~0.1 s per call besides the matrix work, about 48 tokens' worth).
-BATCH_OVERHEAD = 48
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +81,7 @@ def common_prefix(rows: Sequence[Row]) -> int:
 
 
 def batches(rows: Sequence[Row], offset: int, batch_size: int | None,
-            token_budget: int, overhead: int = BATCH_OVERHEAD) -> list[list[Row]]:
+            token_budget: int, overhead: int) -> list[list[Row]]:
     """Longest rows first (an out-of-memory shows up at once). A batch holds `batch_size` rows;
     with batch_size None, batches are cut to compute the fewest padded tokens beyond the shared
     `offset`, counting `overhead` tokens per forward pass, each batch within `token_budget`.
