@@ -102,3 +102,30 @@ def test_a_gguf_file_is_parsed_once_and_loads_the_same_weights(backend, gguf_pat
     text = "The following are questions.\n\nQuestion: 12 + 30?\n\n42\nAnswer: B"
     assert again.tokenizer.encode(text) == tokenizer.encode(text)
     assert again.tokenizer.get_vocab() == tokenizer.get_vocab()
+
+
+def test_sdpa_attends_grouped_kv_heads_itself_with_the_same_numbers(backend, five_shot,
+                                                                    monkeypatch):
+    import os
+
+    import torch
+
+    real = torch.nn.functional.scaled_dot_product_attention
+    gqa = []
+
+    def spy(*args, **kwargs):
+        gqa.append(bool(kwargs.get("enable_gqa")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    monkeypatch.delenv("TRANSFORMERS_SDPA_FORCE_GQA", raising=False)
+    requests = five_shot["college_physics"]
+    grouped = scores(backend, requests)
+    assert gqa and all(gqa), "SDPA gets the 3 KV heads, not copies up to 9"
+    assert "TRANSFORMERS_SDPA_FORCE_GQA" not in os.environ, "left as it was found"
+    gqa.clear()
+    monkeypatch.setenv("TRANSFORMERS_SDPA_FORCE_GQA", "0")  # a user's own setting wins
+    copied = scores(backend, requests)
+    assert False in gqa, "masked passes copy the heads (the unmasked prefix pass need not)"
+    for qid in grouped:
+        assert max(abs(a - b) for a, b in zip(grouped[qid], copied[qid], strict=True)) < 1e-5
