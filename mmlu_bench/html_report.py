@@ -34,10 +34,10 @@ dt{color:#666}dd{margin:0;word-break:break-all}pre{white-space:pre-wrap;margin:0
 def render_run(run_dir: Path) -> str:
     """The page for a run folder, from its records.jsonl."""
     header, records, footer = read(Path(run_dir) / RECORDS)
-    return render(header, records, footer, _questions(header, records))
+    return render(header, records, footer, questions(header, records))
 
 
-def _questions(header: dict, records: Sequence[QuestionRecord]) -> dict[str, Question]:
+def questions(header: dict, records: Sequence[QuestionRecord]) -> dict[str, Question]:
     """The run's questions by qid, when its data is a local folder or tar that still exists;
     otherwise none (the report then shows question ids only). Never downloads."""
     source = header.get("backend_info", {}).get("data_source", "")

@@ -227,14 +227,15 @@ def write_reports(out_dir: Path, scored: int = 0, footer: dict | None = None) ->
     """results.json, results.md and report.html, recomputed from records.jsonl alone."""
     from . import html_report, report_formats
 
-    header, records, _ = read(out_dir / RECORDS)
+    header, records, written = read(out_dir / RECORDS)
     table = report_formats.table(header, records)
     results = report_formats.results(header, records)
+    page = html_report.render(header, records, written, html_report.questions(header, records))
     rows = metrics.summarize(records, header["num_fewshot"])
     try:
         write_atomic(out_dir / "results.md", table)
         write_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
-        write_atomic(out_dir / "report.html", html_report.render_run(out_dir))
+        write_atomic(out_dir / "report.html", page)
     except OSError as e:
         raise disk_error(e, out_dir) from None
     return Outcome(rows, out_dir, table, scored, footer)

@@ -52,8 +52,9 @@ class HFBackend:
         self.device = _pick_device(config.device)
         self.dtype = _pick_dtype(config.dtype, self.device)
         self.batch_size = None if config.batch_size == "auto" else int(config.batch_size)
-        self.token_budget = AUTO_TOKEN_BUDGET.get(self.device.split(":")[0], 4096)
-        self.batch_overhead = BATCH_OVERHEAD.get(self.device.split(":")[0], 1024)
+        kind = self.device.split(":")[0]
+        self.token_budget = AUTO_TOKEN_BUDGET.get(kind, 4096)
+        self.batch_overhead = BATCH_OVERHEAD.get(kind, 1024)
         self.prefix_sharing = config.prefix_sharing
         self.model, self.tokenizer, self.identity = _load(config, self.device, self.dtype)
         self.max_length = _max_length(self.model, self.tokenizer)
