@@ -166,13 +166,11 @@ def run(config: RunConfig) -> Outcome:
 def _score_all(backend, p: Plan, writer: RecordWriter, done: set[str],
                config: RunConfig) -> tuple[int, dict]:
     """Score what is not yet recorded, then rewrite the records in order with a footer."""
-    start, scored, tokens = time.perf_counter(), 0, 0
+    start = time.perf_counter()
     try:
         bar = _progress(config, len(p.questions), len(done))
         try:
-            for subject in p.subjects:
-                n, t = _score_subject(backend, p.requests[subject], done, p.questions, writer, bar)
-                scored, tokens = scored + n, tokens + t
+            scored, tokens = _record(_stream(backend, p, done), p, done, writer, bar)
         finally:
             bar.close()
         elapsed = time.perf_counter() - start
@@ -188,32 +186,45 @@ def _score_all(backend, p: Plan, writer: RecordWriter, done: set[str],
     return scored, footer
 
 
-def _score_subject(backend, requests: list[ScoreRequest], done: set[str],
-                   questions: dict[str, Question], writer: RecordWriter, bar) -> tuple[int, int]:
-    todo = [r for r in requests if r.qid not in done]
-    if not todo:
-        return 0, 0
-    if getattr(backend, "accepts_skip", False):
-        # The backend plans batches over the whole subject and runs only those holding
-        # unrecorded questions: each question is computed in the same batch as in an
-        # uninterrupted run, so resumed records are bit-identical.
-        stream = backend.score(requests, skip=frozenset(r.qid for r in requests if r.qid in done))
-    else:
-        stream = backend.score(todo)
-    waiting = {r.qid: prompts.sha256(r.context) for r in todo}
-    tokens = 0
+def _stream(backend, p: Plan, done: set[str]):
+    """The backend's scores of every unrecorded question, batch by batch."""
+    groups = []
+    for subject in p.subjects:
+        requests = p.requests[subject]
+        todo = [r for r in requests if r.qid not in done]
+        if not todo:
+            continue
+        if getattr(backend, "accepts_skip", False):
+            # The backend plans batches over the whole subject and runs only those holding
+            # unrecorded questions: each question is computed in the same batch as in an
+            # uninterrupted run, so resumed records are bit-identical.
+            groups.append((requests, frozenset(r.qid for r in requests if r.qid in done)))
+        else:
+            groups.append((todo, None))
+    if hasattr(backend, "score_groups"):  # all subjects in one stream (the hf backend)
+        return backend.score_groups(groups)
+    return (batch for requests, skip in groups
+            for batch in (backend.score(requests) if skip is None
+                          else backend.score(requests, skip=skip)))
+
+
+def _record(stream, p: Plan, done: set[str], writer: RecordWriter, bar) -> tuple[int, int]:
+    """Append each answered batch to the records; (questions, tokens) scored."""
+    waiting = {r.qid: prompts.sha256(r.context)
+               for s in p.subjects for r in p.requests[s] if r.qid not in done}
+    scored, tokens = len(waiting), 0
     for batch in stream:
         recs = []
         for scores in batch:
             # A result for a question never asked, or asked twice, would shift answers silently.
             assert scores.qid in waiting, f"backend answered {scores.qid} unasked or twice"
-            recs.append(scoring.record(questions[scores.qid], scores, waiting.pop(scores.qid)))
+            recs.append(scoring.record(p.questions[scores.qid], scores, waiting.pop(scores.qid)))
             tokens += scores.n_tokens
         with signals_held():
             writer.append(recs)
         bar.update(len(recs))
-    assert not waiting, f"backend left {len(waiting)} questions unanswered, e.g. {next(iter(waiting))}"
-    return len(todo), tokens
+    assert not waiting, f"backend left {len(waiting)} unanswered, e.g. {next(iter(waiting))}"
+    return scored, tokens
 
 
 def _progress(config: RunConfig, total: int, done: int):

@@ -129,3 +129,44 @@ def test_sdpa_attends_grouped_kv_heads_itself_with_the_same_numbers(backend, fiv
     assert False in gqa, "masked passes copy the heads (the unmasked prefix pass need not)"
     for qid in grouped:
         assert max(abs(a - b) for a, b in zip(grouped[qid], copied[qid], strict=True)) < 1e-5
+
+
+def test_cpu_lanes_give_the_numbers_of_one_pass_after_another(backend, five_shot, monkeypatch):
+    import threading
+
+    assert backend.lanes == 2, "this 2-core machine runs two lanes"
+    ran_in, real = set(), backend._forward
+
+    def spy(*args):
+        ran_in.add(threading.get_ident())
+        return real(*args)
+
+    monkeypatch.setattr(backend, "_forward", spy)
+    groups = [(five_shot[s], frozenset()) for s in five_shot]
+    laned = {c.qid: c.loglikelihoods for batch in backend.score_groups(groups) for c in batch}
+    assert len(ran_in) == 2 and threading.get_ident() not in ran_in
+    monkeypatch.setattr(backend, "lanes", 1)
+    ran_in.clear()
+    one = {c.qid: c.loglikelihoods for batch in backend.score_groups(groups) for c in batch}
+    assert ran_in == {threading.get_ident()}
+    assert laned.keys() == one.keys() == {r.qid for s in five_shot for r in five_shot[s]}
+    for qid in one:
+        assert max(abs(a - b) for a, b in zip(laned[qid], one[qid], strict=True)) < 1e-5, qid
+
+
+def test_a_batch_reads_the_prefix_cache_without_copying_it(backend, five_shot):
+    from mmlu_bench.backends.hf import _expand, _tensors
+
+    rows = [r for q in five_shot["marketing"]
+            for r in tk.plan_rows(q, backend.encode, backend.max_length)]
+    shared = tk.common_prefix(rows)
+    cache = backend._prefix_cache(rows[0].tokens[:shared])
+    before = [t.clone() for t in _tensors(cache)]
+    mine = _expand(cache, 3)
+    theirs = list(_tensors(mine))
+    assert len(theirs) == len(before) > 0
+    assert all(t.shape[0] == 3 and t.stride(0) == 0 for t in theirs if t.dim() >= 2)
+    assert {t.data_ptr() for t in theirs} <= {t.data_ptr() for t in _tensors(cache)}
+    backend._forward(rows[:3], shared, cache)
+    assert all(a.equal(b) for a, b in zip(_tensors(cache), before, strict=True)), \
+        "the shared prefix is unchanged after a batch appended to its cache"

@@ -6,23 +6,26 @@ Speed without changing a number:
 - logits only at the last position (`logits_to_keep`), not over the whole sequence;
 - a subject's shared token prefix (description + few-shot examples) is run once and its KV cache
   reused by every batch of that subject;
-- length-sorted batches within a token budget, cut where they pad least (tokens.batches).
+- length-sorted batches within a token budget, cut where they pad least (tokens.batches);
+  each batch's cache is a view of the prefix's, not a copy (_expand);
+- on a multi-core CPU, two single-threaded passes at once, the next subject's prefix pass
+  beside this subject's last batches (lanes.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import inspect
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError
 from ..schema import ChoiceScores, ScoreRequest
-from . import tokens as tk
+from . import lanes, tokens as tk
+from .hf_load import load
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,19 @@ AUTO_TOKEN_BUDGET = {"cpu": 1024, "mps": 8192, "cuda": 32768}
 # each pass), about 48 tokens' worth. A GPU runs a pass in about the time of thousands of
 # tokens, so there padding is cheap and batches stay large (not measured here: no GPU).
 BATCH_OVERHEAD = {"cpu": 48, "mps": 1024, "cuda": 4096}
+# Batches run at once on a multi-core CPU, each on threads/CPU_LANES threads (see lanes.py),
+# each within its share of the token budget.
+CPU_LANES = 2
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One subject's work: its shared prefix, the batches to run, how to read them."""
+
+    prefix: tuple[int, ...]
+    todo: list
+    skip: frozenset[str]
+    collector: tk.Collector
 
 
 class HFBackend:
@@ -56,7 +72,9 @@ class HFBackend:
         self.token_budget = AUTO_TOKEN_BUDGET.get(kind, 4096)
         self.batch_overhead = BATCH_OVERHEAD.get(kind, 1024)
         self.prefix_sharing = config.prefix_sharing
-        self.model, self.tokenizer, self.identity = _load(config, self.device, self.dtype)
+        self.threads = torch.get_num_threads()
+        self.lanes = min(CPU_LANES, self.threads) if self.device == "cpu" else 1
+        self.model, self.tokenizer, self.identity = load(config, self.device, self.dtype)
         self.max_length = _max_length(self.model, self.tokenizer)
         # transformers 5.2x renamed the forward's `past_key_values` to `cache` (the old name
         # warns, then goes away); older versions know only the old name.
@@ -82,25 +100,63 @@ class HFBackend:
 
     def score(self, requests: Sequence[ScoreRequest],
               skip: frozenset[str] = frozenset()) -> Iterator[list[ChoiceScores]]:
+        return self.score_groups([(requests, skip)])
+
+    def score_groups(self, groups: Iterable[tuple[Sequence[ScoreRequest], frozenset[str]]]
+                     ) -> Iterator[list[ChoiceScores]]:
+        """score() of several subjects in one stream: on a multi-core CPU the next subject's
+        prefix pass runs beside this subject's last batches (lanes.py). Each subject is
+        planned (tokenized) when its turn comes."""
+        plans: list[_Plan] = []
+
+        def planned() -> Iterator[_Plan]:
+            for requests, skip in groups:
+                plans.append(self._plan(requests, skip))
+                if plans[-1].todo:
+                    yield plans[-1]
+
+        with _sdpa_gqa(self.device):
+            for plan, batch, logprobs in self._run(planned()):
+                done = []
+                for row, out in zip(batch, logprobs, strict=True):
+                    scores = plan.collector.add(row, out)
+                    if scores is not None and row.qid not in plan.skip:
+                        done.append(scores)
+                if done:
+                    yield done
+        for plan in plans:
+            unfinished = set(plan.collector.pending) - plan.skip
+            assert not unfinished, f"unfinished questions: {sorted(unfinished)[:3]}"
+
+    def _plan(self, requests: Sequence[ScoreRequest], skip: frozenset[str]) -> _Plan:
         rows = [row for r in requests for row in tk.plan_rows(r, self.encode, self.max_length)]
         shared = tk.common_prefix(rows) if self.prefix_sharing else 0
         if shared < MIN_SHARED_PREFIX:
             shared = 0
-        cache = self._prefix_cache(rows[0].tokens[:shared]) if shared else None
-        collector = tk.Collector(rows)
-        for batch in tk.batches(rows, shared, self.batch_size, self.token_budget,
-                                self.batch_overhead):
-            if all(row.qid in skip for row in batch):
-                continue
-            done = []
-            for row, logprobs in zip(batch, self._forward(batch, shared, cache), strict=True):
-                scores = collector.add(row, logprobs)
-                if scores is not None and row.qid not in skip:
-                    done.append(scores)
-            if done:
-                yield done
-        unfinished = set(collector.pending) - skip
-        assert not unfinished, f"unfinished questions: {sorted(unfinished)[:3]}"
+        # The token budget is for all lanes together: it bounds the memory in flight.
+        batches = tk.batches(rows, shared, self.batch_size, self.token_budget // self.lanes,
+                             self.batch_overhead)
+        todo = [batch for batch in batches if not all(row.qid in skip for row in batch)]
+        prefix = rows[0].tokens[:shared] if rows else ()
+        return _Plan(prefix, todo, skip, tk.Collector(rows))
+
+    def _run(self, plans: Iterator[_Plan]) -> Iterator[tuple[_Plan, list, list]]:
+        """(plan, batch, log-softmax rows) for each batch to do: in lanes of one thread each
+        on a multi-core CPU, else one pass after another."""
+        def setup(plan: _Plan):  # (shared tokens, their cache) for the plan's batches
+            return lambda: (len(plan.prefix), self._prefix_cache(plan.prefix) if plan.prefix
+                            else None)
+
+        def forward(batch: list[tk.Row], state):
+            return self._forward(batch, *state)
+
+        if self.lanes < 2:
+            for plan in plans:
+                state = setup(plan)()
+                yield from ((plan, batch, forward(batch, state)) for batch in plan.todo)
+            return
+        yield from lanes.run(((p, setup(p), p.todo) for p in plans), forward, self.lanes,
+                             self.torch.set_num_threads, self.threads // self.lanes, self.threads)
 
     def _prefix_cache(self, prefix: tuple[int, ...]):
         torch = self.torch
@@ -129,7 +185,7 @@ class HFBackend:
         if cache is not None:
             kwargs[self._cache_arg] = _expand(cache, len(batch))
             mask = torch.cat([torch.ones(len(batch), shared, dtype=mask.dtype), mask], dim=1)
-        with torch.inference_mode(), _sdpa_gqa(self.device):
+        with torch.inference_mode():
             out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                              position_ids=positions.to(self.device), use_cache=cache is not None,
                              logits_to_keep=keep, **kwargs)
@@ -159,11 +215,38 @@ def _sdpa_gqa(device: str):
 
 
 def _expand(cache, batch_size: int):
-    """A private copy of the prefix cache for one batch: the forward pass appends to it."""
-    mine = copy.deepcopy(cache)
-    if batch_size > 1:
-        mine.batch_repeat_interleave(batch_size)
-    return mine
+    """The batch's own cache object over the shared prefix tensors, without copying them.
+
+    A dynamic cache grows by concatenation, a new tensor each pass, so the prefix tensors are
+    only read: the batch gets new cache objects whose tensors are views of the prefix's,
+    expanded along the batch dimension (stride 0). The pass's concatenation is then the only
+    copy; copying the prefix per batch (and per row) cost time and, with two lanes, memory.
+    """
+    views = {}
+    for t in _tensors(cache):
+        many = t.dim() >= 2 and t.shape[0] == 1 and batch_size > 1
+        views[id(t)] = t.expand(batch_size, *t.shape[1:]) if many else t
+    return copy.deepcopy(cache, views)
+
+
+def _tensors(obj, seen=None) -> Iterator:
+    """Every tensor an object holds through its attributes, lists, tuples and dicts."""
+    import torch
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _tensors(item, seen)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _tensors(item, seen)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        yield from _tensors(vars(obj), seen)
 
 
 def _pick_device(requested: str) -> str:
@@ -196,90 +279,6 @@ def _pick_dtype(requested: str, device: str):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     # bf16 matmuls ran ~7x slower than fp32 on an AVX2 CPU; fp16 is Metal's fast path.
     return torch.float16 if device == "mps" else torch.float32
-
-
-def _load(config, device: str, dtype):
-    """(model, tokenizer, identity) from a hub id, a local folder or a .gguf file."""
-    from safetensors import SafetensorError  # a truncated or corrupt .safetensors file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(config.model).expanduser()
-    kwargs: dict = {}
-    if config.model.lower().endswith(".gguf"):
-        if not path.is_file():
-            raise ModelError(f"{path}: no such GGUF file; check the path.")
-        from .identity import file_identity
-        # transformers dequantizes GGUF weights to `dtype`, as lm-eval's hf model does.
-        source, kwargs, identity = str(path.parent), {"gguf_file": path.name}, file_identity(path)
-    elif path.exists():
-        if not (path / "config.json").is_file():
-            raise ModelError(f"{path}: not a transformers model folder (no config.json).")
-        from .identity import folder_identity
-
-        source, identity = str(path), {"model_path": str(path.resolve()), **folder_identity(path)}
-    elif config.model.startswith((".", "/", "~")) or config.model.count("/") > 1:
-        raise ModelError(f"{config.model}: no such model file or folder; check the path.")
-    else:
-        from ..hub import download_model
-
-        folder = download_model(config.model)
-        source, identity = str(folder), {"hub_id": config.model, "revision": folder.name}
-    quantization = _quantization(config, device)
-    try:
-        with _gguf_parsed_once():
-            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs,
-                                                         **quantization)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{config.model}: could not load the model ({first[:200]}).") from None
-    if not quantization:
-        model.to(device)
-    model.eval()
-    return model, tokenizer, identity
-
-
-@contextlib.contextmanager
-def _gguf_parsed_once():
-    """Parse each GGUF file once while loading.
-
-    transformers reads a .gguf file anew for the config, the tokenizer and the weights (three
-    parses of a 49k-token vocabulary in Python: 17 of the 30 s it took to load SmolLM2-135M on
-    2 cores). It imports GGUFReader and get_tensor_name_map from the gguf module at each call,
-    so memoizing them there for the duration of the load shares one parse; the loaded
-    weights and tokenizer are the same.
-    """
-    try:
-        import gguf
-    except ImportError:  # only .gguf files need it; transformers reports it missing for those
-        yield
-        return
-    real_reader, real_map = gguf.GGUFReader, gguf.get_tensor_name_map
-    readers: dict = {}
-
-    def reader(path, *args, **kwargs):
-        key = (str(path), args, tuple(sorted(kwargs.items())))
-        if key not in readers:
-            readers[key] = real_reader(path, *args, **kwargs)
-        return readers[key]
-
-    gguf.GGUFReader, gguf.get_tensor_name_map = reader, functools.lru_cache(None)(real_map)
-    try:
-        yield
-    finally:
-        gguf.GGUFReader, gguf.get_tensor_name_map = real_reader, real_map
-
-
-def _quantization(config, device: str) -> dict:
-    if not config.quantize:
-        return {}
-    if not device.startswith("cuda"):
-        raise ConfigError(f"--quantize {config.quantize} needs CUDA (bitsandbytes). On {device}, "
-                          "run a quantized GGUF with --model gguf:FILE, or through Ollama.")
-    from transformers import BitsAndBytesConfig
-
-    bits = {"8bit": {"load_in_8bit": True}, "4bit": {"load_in_4bit": True}}[config.quantize]
-    return {"quantization_config": BitsAndBytesConfig(**bits), "device_map": device}
 
 
 def _max_length(model, tokenizer) -> int:
