@@ -335,13 +335,17 @@ FAULT_SUBJECTS = "abstract_algebra,anatomy,virology"
 
 
 def tiny_llama(folder: Path, gguf: Path) -> None:
-    """A randomly initialised 2-layer Llama (hidden size 64) with SmolLM2's real tokenizer."""
+    """A randomly initialised 2-layer Llama (hidden size 256) with SmolLM2's real tokenizer.
+
+    Big enough that its 30 batches take a while (~20 ms each): with two CPU lanes a smaller
+    model scored all of them within a few milliseconds of the first record, and no kill could
+    land mid-scoring."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
                          max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id)
@@ -442,7 +446,7 @@ def test_sigkill_at_random_moments_then_resume_is_byte_identical(tmp_path, mmlu_
     pytest.importorskip("transformers")
     # Built once (converting SmolLM2's GGUF tokenizer takes a while) and kept in pytest's cache.
     cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
-    model = cache.mkdir("tiny-llama-smollm2-tokenizer-v1") if cache else tmp_path / "tiny"
+    model = cache.mkdir("tiny-llama-smollm2-tokenizer-v2") if cache else tmp_path / "tiny"
     out = tmp_path / "run"
     argv = ["run", "--model", f"hf:{model}", "--data-dir", str(mmlu_dir), "--subjects",
             FAULT_SUBJECTS, "--limit", "20", "--num-fewshot", "1", "--batch-size", "2",
