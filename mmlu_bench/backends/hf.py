@@ -107,13 +107,16 @@ class HFBackend:
         """score() of several subjects in one stream: on a multi-core CPU the next subject's
         prefix pass runs beside this subject's last batches (lanes.py). Each subject is
         planned (tokenized) when its turn comes."""
-        plans: list[_Plan] = []
+        # Only each subject's collector outlives its batches (rows and caches are freed as
+        # subjects finish: memory stays flat over a full run); it forgets finished questions.
+        checks: list[_Plan] = []
 
         def planned() -> Iterator[_Plan]:
             for requests, skip in groups:
-                plans.append(self._plan(requests, skip))
-                if plans[-1].todo:
-                    yield plans[-1]
+                plan = self._plan(requests, skip)
+                checks.append(_Plan((), [], skip, plan.collector))
+                if plan.todo:
+                    yield plan
 
         with _sdpa_gqa(self.device):
             for plan, batch, logprobs in self._run(planned()):
@@ -124,7 +127,7 @@ class HFBackend:
                         done.append(scores)
                 if done:
                     yield done
-        for plan in plans:
+        for plan in checks:
             unfinished = set(plan.collector.pending) - plan.skip
             assert not unfinished, f"unfinished questions: {sorted(unfinished)[:3]}"
 

@@ -130,5 +130,5 @@ class Collector:
             got[choice] = float(sum(logprobs[-n + j][t] for j, t in enumerate(targets)))
         if len(got) < self.expected[row.qid]:
             return None
-        del self.pending[row.qid]
+        del self.pending[row.qid], self.expected[row.qid]
         return ChoiceScores(row.qid, tuple(got[i] for i in range(len(got))), row.n_tokens)
