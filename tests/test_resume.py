@@ -399,12 +399,12 @@ def _timed_run(argv: list[str], path: Path, log: Path) -> tuple[float, float]:
     return first or total, total
 
 
-def _wait_for_a_record(path: Path, before: int, pid: int) -> bool:
-    """Wait until the child appends a line to the records; False if it exited first."""
-    while _lines(path) <= before:
+def _wait_for_lines(path: Path, count: int, pid: int) -> bool:
+    """Wait until the records hold `count` lines; False if the child exited first."""
+    while _lines(path) < count:
         if os.waitpid(pid, os.WNOHANG) != (0, 0):
             return False
-        time.sleep(0.005)
+        time.sleep(0.002)
     return True
 
 
@@ -415,8 +415,10 @@ def drive(spec: dict) -> dict:
     The moments are seeded random and measured against the run itself, not the clock alone, so
     they fall the same way on a fast or a loaded machine: 3 kills in 10 come during start-up
     (model load, reading the records, cutting a torn tail), the others a random time of up to
-    three batches' worth after the child's first new record line (mid-batch, between batches,
-    near the end in the final rewrite). The last run goes to the end."""
+    batch's worth after the child has recorded a random share of the questions left (at most a
+    third): mid-batch, between batches, near the end, in the final rewrite. Counting records, not
+    seconds, keeps the kills mid-scoring however fast the passes are. The last run goes to the
+    end."""
     model, out, log = Path(spec["model"]), Path(spec["out"]), Path(spec["log"])
     if not (model / "tokenizer.json").is_file():  # written last
         assert _finish(_in_child(lambda: tiny_llama(model, Path(spec["gguf"])) or 0, log)) == 0
@@ -429,10 +431,11 @@ def drive(spec: dict) -> dict:
     rng, seen = random.Random(SEED), []
     for _ in range(KILLS):
         early = rng.random() < 0.3
-        delay = rng.uniform(0, startup) if early else rng.uniform(0, 3 * batch)
-        before = _lines(path)
+        delay = rng.uniform(0, startup) if early else rng.uniform(0, batch)
+        recorded = len(records.read(path)[1]) if path.exists() else 0
+        target = _lines(path) + rng.randint(1, max(1, (spec["questions"] - recorded) // 3))
         pid = _in_child(lambda: main(argv), log)
-        if early or _wait_for_a_record(path, before, pid):
+        if early or _wait_for_lines(path, target, pid):
             time.sleep(delay)
             os.kill(pid, signal.SIGKILL)
             _finish(pid)
@@ -453,7 +456,7 @@ def test_sigkill_at_random_moments_then_resume_is_byte_identical(tmp_path, mmlu_
             "--output", str(out), "--no-progress"]
     spec = {"model": str(model), "gguf": str(gguf_path), "out": str(out), "argv": argv,
             "reference": str(tmp_path / "reference"), "log": str(tmp_path / "runs.log"),
-            "batches": 30}  # 60 questions, --batch-size 2
+            "batches": 30, "questions": 60}  # --batch-size 2
     done = subprocess.run([sys.executable, __file__, "drive", json.dumps(spec)], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
