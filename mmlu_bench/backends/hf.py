@@ -109,12 +109,12 @@ class HFBackend:
         planned (tokenized) when its turn comes."""
         # Only each subject's collector outlives its batches (rows and caches are freed as
         # subjects finish: memory stays flat over a full run); it forgets finished questions.
-        checks: list[_Plan] = []
+        checks: list[tuple[tk.Collector, frozenset[str]]] = []
 
         def planned() -> Iterator[_Plan]:
             for requests, skip in groups:
                 plan = self._plan(requests, skip)
-                checks.append(_Plan((), [], skip, plan.collector))
+                checks.append((plan.collector, skip))
                 if plan.todo:
                     yield plan
 
@@ -127,8 +127,8 @@ class HFBackend:
                         done.append(scores)
                 if done:
                     yield done
-        for plan in checks:
-            unfinished = set(plan.collector.pending) - plan.skip
+        for collector, skip in checks:
+            unfinished = set(collector.pending) - skip
             assert not unfinished, f"unfinished questions: {sorted(unfinished)[:3]}"
 
     def _plan(self, requests: Sequence[ScoreRequest], skip: frozenset[str]) -> _Plan:
