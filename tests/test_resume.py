@@ -399,9 +399,11 @@ def _timed_run(argv: list[str], path: Path, log: Path) -> tuple[float, float]:
     return first or total, total
 
 
-def _wait_for_lines(path: Path, count: int, pid: int) -> bool:
-    """Wait until the records hold `count` lines; False if the child exited first."""
-    while _lines(path) < count:
+def _wait_for_lines(path: Path, count: int, pid: int, timeout: float = float("inf")) -> bool:
+    """Wait until the records hold `count` lines or `timeout` seconds pass; False if the child
+    exited first."""
+    end = time.perf_counter() + timeout
+    while _lines(path) < count and time.perf_counter() < end:
         if os.waitpid(pid, os.WNOHANG) != (0, 0):
             return False
         time.sleep(0.002)
@@ -414,7 +416,8 @@ def drive(spec: dict) -> dict:
 
     The moments are seeded random and measured against the run itself, not the clock alone, so
     they fall the same way on a fast or a loaded machine: 3 kills in 10 come during start-up
-    (model load, reading the records, cutting a torn tail), the others a random time of up to
+    (model load, reading the records, cutting a torn tail; at the latest as the first new record
+    lands), the others a random time of up to
     batch's worth after the child has recorded a random share of the questions left (at most a
     third): mid-batch, between batches, near the end, in the final rewrite. Counting records, not
     seconds, keeps the kills mid-scoring however fast the passes are. The last run goes to the
@@ -433,10 +436,20 @@ def drive(spec: dict) -> dict:
         early = rng.random() < 0.3
         delay = rng.uniform(0, startup) if early else rng.uniform(0, batch)
         recorded = len(records.read(path)[1]) if path.exists() else 0
-        target = _lines(path) + rng.randint(1, max(1, (spec["questions"] - recorded) // 3))
+        # Lines now: the header (written first, also by a fresh run) and the records so far.
+        base = 1 + recorded
+        target = base + rng.randint(1, max(1, (spec["questions"] - recorded) // 3))
         pid = _in_child(lambda: main(argv), log)
-        if early or _wait_for_lines(path, target, pid):
+        # An early kill comes at a random moment of start-up, or as the first new record lands
+        # if that comes sooner: a resumed run starts faster than the first one (warm caches),
+        # and a kill after its end would leave nothing to resume (seen on CI: a kill 1.3 s in
+        # found the run finished).
+        if early:
+            alive = _wait_for_lines(path, base + 1, pid, timeout=delay)
+        else:
+            alive = _wait_for_lines(path, target, pid)
             time.sleep(delay)
+        if alive:
             os.kill(pid, signal.SIGKILL)
             _finish(pid)
         seen.append(len(records.read(path)[1]) if path.exists() else -1)
