@@ -417,11 +417,10 @@ def drive(spec: dict) -> dict:
     The moments are seeded random and measured against the run itself, not the clock alone, so
     they fall the same way on a fast or a loaded machine: 3 kills in 10 come during start-up
     (model load, reading the records, cutting a torn tail; at the latest as the first new record
-    lands), the others a random time of up to
-    batch's worth after the child has recorded a random share of the questions left (at most a
-    third): mid-batch, between batches, near the end, in the final rewrite. Counting records, not
-    seconds, keeps the kills mid-scoring however fast the passes are. The last run goes to the
-    end."""
+    lands), the others a random time of up to a batch's worth after the child has recorded a
+    random share of the questions left (at most a third): mid-batch, between batches, near the
+    end, in the final rewrite. Counting records, not seconds, keeps the kills mid-scoring however
+    fast the passes are. The last run goes to the end."""
     model, out, log = Path(spec["model"]), Path(spec["out"]), Path(spec["log"])
     if not (model / "tokenizer.json").is_file():  # written last
         assert _finish(_in_child(lambda: tiny_llama(model, Path(spec["gguf"])) or 0, log)) == 0
@@ -430,7 +429,8 @@ def drive(spec: dict) -> dict:
     startup, whole = _timed_run(argv, path, log)
     assert records.read(path)[2] is not None, log.read_text()[-3000:]
     out.rename(spec["reference"])
-    batch = (whole - startup) / spec["batches"]
+    batches = spec["questions"] / int(argv[argv.index("--batch-size") + 1])
+    batch = (whole - startup) / batches
     rng, seen = random.Random(SEED), []
     for _ in range(KILLS):
         early = rng.random() < 0.3
@@ -469,7 +469,7 @@ def test_sigkill_at_random_moments_then_resume_is_byte_identical(tmp_path, mmlu_
             "--output", str(out), "--no-progress"]
     spec = {"model": str(model), "gguf": str(gguf_path), "out": str(out), "argv": argv,
             "reference": str(tmp_path / "reference"), "log": str(tmp_path / "runs.log"),
-            "batches": 30, "questions": 60}  # --batch-size 2
+            "questions": 60}  # 3 subjects, --limit 20
     done = subprocess.run([sys.executable, __file__, "drive", json.dumps(spec)], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

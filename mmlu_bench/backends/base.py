@@ -18,8 +18,9 @@ class Backend(Protocol):
     batches finish (in any order: each result carries its qid, and the runner checks that every
     request is answered exactly once). A backend may also offer `score_groups(groups)`, a
     list of (requests, skip) per subject answered in one stream, with `accepts_skip` (see
-    hf.py): the runner then hands it every subject at once. Construction loads the model or checks the server, and
-    raises a UserError with a clear message when it cannot give what scoring needs.
+    hf.py): the runner then hands it every subject at once. Construction loads the model or
+    checks the server, and raises a UserError with a clear message when it cannot give what
+    scoring needs.
     """
 
     name: ClassVar[str]
