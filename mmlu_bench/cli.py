@@ -19,8 +19,11 @@ def _run_parser(sub) -> None:
     p.add_argument("--model", required=True,
                    help="[backend:]model: hf:ID|FOLDER|FILE.gguf, gguf:FILE, ollama:NAME, "
                         "openai:BASE_URL, fake:NAME; no prefix = hf (gguf for .gguf files)")
-    p.add_argument("--data-dir", help="MMLU in the original layout (folder or data.tar); "
-                                      "default: the Hugging Face dataset cais/mmlu")
+    p.add_argument("--task", default="mmlu",
+                   help="what to score (default mmlu); `mmlu-bench tasks` lists them")
+    p.add_argument("--languages", help="multilingual tasks: comma-separated locales")
+    p.add_argument("--data-dir", help="the task's data in a local layout (MMLU: the original "
+                                      "folder or data.tar); default: the task's hub dataset")
     p.add_argument("--subjects", help="comma-separated subjects or categories (default: all 57)")
     p.add_argument("--num-fewshot", type=int, default=0, help="dev examples per prompt (0-5)")
     p.add_argument("--limit", type=int, help="first N test questions of each subject (lm-eval's "
@@ -63,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("root", nargs="?", default="runs", help="default: ./runs")
     runs.add_argument("--sort", default="date", choices=["acc", "date", "model"])
     sub.add_parser("backends", help="list the backends and whether each is installed")
-    sub.add_parser("subjects", help="list the 57 subjects by category")
+    subjects = sub.add_parser("subjects", help="list a task's subjects by category")
+    subjects.add_argument("--task", default="mmlu")
+    sub.add_parser("tasks", help="list the tasks")
     return parser
 
 
@@ -119,19 +124,10 @@ def _shell_words(argv: list[str]) -> list[str]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .records import RECORDS
-    from .runner import write_reports
+    from .report_formats import render
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / RECORDS).is_file():
-        raise UserError(f"{run_dir}: no {RECORDS} here; pass a run folder written by "
-                        "`mmlu-bench run`.")
-    if args.format != "table":
-        from .report_formats import render
-
-        print(render(run_dir, args.format), end="")
-        return 0
-    print(write_reports(run_dir).table)
+    # Prints only: the run's own files stay as the run wrote them.
+    print(render(Path(args.run_dir), args.format), end="")
     return 0
 
 
@@ -165,15 +161,28 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_subjects(args: argparse.Namespace) -> int:
-    from .dataset import CATEGORIES
+    from . import tasks
 
-    for category, subjects in sorted(CATEGORIES.items()):
-        print(f"{category} ({len(subjects)}): {', '.join(subjects)}")
+    task = tasks.get(args.task)
+    groups = task.groups()
+    for group, units in sorted(groups.items()):
+        print(f"{group} ({len(units)}): {', '.join(units)}")
+    if not groups:
+        print(", ".join(task.units()))
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from .tasks import TASKS
+
+    for name, (_, _, about) in TASKS.items():
+        print(f"{name:20} {about}")
     return 0
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "backends": cmd_backends,
-            "subjects": cmd_subjects, "compare": cmd_compare, "runs": cmd_runs}
+            "subjects": cmd_subjects, "tasks": cmd_tasks, "compare": cmd_compare,
+            "runs": cmd_runs}
 
 
 def main(argv: list[str] | None = None) -> int:

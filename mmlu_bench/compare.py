@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import backends, metrics, sampling, stats
+from . import backends, stats, summary
 from .errors import UserError
 from .records import RECORDS, read
 from .schema import GroupResult, QuestionRecord
@@ -26,7 +26,7 @@ class Run:
     header: dict
     records: list[QuestionRecord]
     finished: bool
-    rows: dict[str, GroupResult]  # by name: mmlu, categories, subjects
+    rows: dict[str, GroupResult]  # by name: the task, its groups, its units
     estimate: stats.Estimate
 
 
@@ -35,8 +35,9 @@ def load(run_dir: str | Path) -> Run:
     if not (path / RECORDS).is_file():
         raise UserError(f"{path}: no {RECORDS} here; pass run folders written by `mmlu-bench run`.")
     header, records, footer = read(path / RECORDS)
-    rows = {g.name: g for g in metrics.summarize(records, header["num_fewshot"])}
-    return Run(path, header, records, footer is not None, rows, sampling.overall(header, records))
+    s = summary.build(header, records, footer is not None)
+    est = stats.Estimate(s.acc, s.stderr, s.n, s.population)
+    return Run(path, header, records, footer is not None, {g.name: g for g in s.rows}, est)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,8 @@ def _fmt(x: float) -> str:
 
 
 def _delta_table(runs: Sequence[Run], level: int) -> list[str]:
-    names = sorted({n for r in runs for n, g in r.rows.items() if g.level == level})
+    names = sorted({n for r in runs for n, g in r.rows.items()
+                    if (g.unit if level == 2 else (g.group and g.level > 0))})
     base = runs[0].rows
 
     def key(name: str) -> float:

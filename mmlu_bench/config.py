@@ -15,6 +15,8 @@ DTYPES = ("auto", "float32", "fp32", "float16", "fp16", "bfloat16", "bf16")
 class RunConfig:
     model: str  # without the backend prefix
     backend: str = "hf"
+    task: str = "mmlu"  # tasks.TASKS key
+    languages: str | None = None  # multilingual tasks: comma-separated locales
     data_dir: str | None = None
     subjects: str | None = None  # comma-separated subjects or categories; None = all 57
     num_fewshot: int = 0
@@ -48,7 +50,15 @@ class RunConfig:
         backend, model = backends.parse_model(model_spec)
         return cls(model=model, backend=backend, **settings).checked()
 
+    def task_spec(self):
+        """The task this run asks, built with its options."""
+        from . import tasks
+
+        options = {"languages": self.languages} if self.languages else {}
+        return tasks.get(self.task, **options)
+
     def checked(self) -> RunConfig:
+        self.task_spec()  # an unknown task or option is an error before any work
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit {self.limit}: give a positive number of questions per "
                               "subject, or leave it out for the full test set.")
@@ -83,6 +93,10 @@ class RunConfig:
             return Path(self.output).expanduser()
         name = self.model_name if self.backend == "openai" else self.model
         parts = [self.backend, backends.model_slug(name or self.model), f"{self.num_fewshot}shot"]
+        if self.task != "mmlu":
+            parts.insert(0, self.task)
+        if self.languages:
+            parts.append(self.languages.replace(",", "+"))
         if self.limit:
             parts.append(f"limit{self.limit}")
         if self.sample:

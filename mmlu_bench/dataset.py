@@ -1,4 +1,4 @@
-"""MMLU subjects, categories and loading -> Question.
+"""Reading MMLU-layout data -> Question (the subjects and categories live in tasks/mmlu.py).
 
 Sources: a folder in the original release layout (dev/<subject>_dev.csv, test/<subject>_test.csv,
 headerless, answer letter last), the original data.tar archive, or the Hugging Face dataset
@@ -8,7 +8,6 @@ headerless, answer letter last), the original data.tar archive, or the Hugging F
 from __future__ import annotations
 
 import csv
-import difflib
 import hashlib
 import io
 import json
@@ -16,60 +15,9 @@ import tarfile
 from pathlib import Path
 
 from .errors import DataError, UserError
-from .schema import LETTERS, MMLUData, Question
-
-# lm-eval's grouping of the 57 subjects (its mmlu_<category> groups).
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "stem": (
-        "abstract_algebra", "anatomy", "astronomy", "college_biology", "college_chemistry",
-        "college_computer_science", "college_mathematics", "college_physics", "computer_security",
-        "conceptual_physics", "electrical_engineering", "elementary_mathematics",
-        "high_school_biology", "high_school_chemistry", "high_school_computer_science",
-        "high_school_mathematics", "high_school_physics", "high_school_statistics",
-        "machine_learning",
-    ),
-    "other": (
-        "business_ethics", "clinical_knowledge", "college_medicine", "global_facts", "human_aging",
-        "management", "marketing", "medical_genetics", "miscellaneous", "nutrition",
-        "professional_accounting", "professional_medicine", "virology",
-    ),
-    "social_sciences": (
-        "econometrics", "high_school_geography", "high_school_government_and_politics",
-        "high_school_macroeconomics", "high_school_microeconomics", "high_school_psychology",
-        "human_sexuality", "professional_psychology", "public_relations", "security_studies",
-        "sociology", "us_foreign_policy",
-    ),
-    "humanities": (
-        "formal_logic", "high_school_european_history", "high_school_us_history",
-        "high_school_world_history", "international_law", "jurisprudence", "logical_fallacies",
-        "moral_disputes", "moral_scenarios", "philosophy", "prehistory", "professional_law",
-        "world_religions",
-    ),
-}
-CATEGORY_OF = {s: c for c, subjects in CATEGORIES.items() for s in subjects}
-SUBJECTS = tuple(sorted(CATEGORY_OF))
-assert len(SUBJECTS) == 57, "MMLU has 57 subjects"
+from .schema import LETTERS, Question, TaskData
 
 HUB_REPO = "cais/mmlu"
-
-
-def resolve_subjects(spec: str | None) -> tuple[str, ...]:
-    """'anatomy,virology' or a category name ('stem') -> sorted subject names."""
-    if not spec:
-        return SUBJECTS
-    chosen: set[str] = set()
-    for name in (part.strip() for part in spec.split(",") if part.strip()):
-        if name in CATEGORIES:
-            chosen.update(CATEGORIES[name])
-        elif name in CATEGORY_OF:
-            chosen.add(name)
-        else:
-            close = difflib.get_close_matches(name, list(CATEGORY_OF) + list(CATEGORIES), n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise UserError(f"unknown subject {name!r}.{hint} `mmlu-bench subjects` lists them.")
-    if not chosen:
-        raise UserError("--subjects is empty: give subject or category names, comma-separated.")
-    return tuple(sorted(chosen))
 
 
 def parse_csv(data: bytes, where: str, subject: str) -> tuple[Question, ...]:
@@ -89,14 +37,14 @@ def parse_csv(data: bytes, where: str, subject: str) -> tuple[Question, ...]:
             raise DataError(f"{where}:{line}: expected 6 columns (question, A, B, C, D, answer), "
                             f"got {len(row)}; fix or re-download the file.")
         answer = row[5].strip()
-        if answer not in LETTERS:
+        if answer not in LETTERS[:4]:
             raise DataError(f"{where}:{line}: answer must be one of A, B, C, D, got {answer!r}.")
         questions.append(Question(subject, len(questions), row[0], tuple(row[1:5]),
                                   LETTERS.index(answer)))
     return tuple(questions)
 
 
-def load(data_dir: str | None, subjects: tuple[str, ...]) -> MMLUData:
+def load(data_dir: str | None, subjects: tuple[str, ...]) -> TaskData:
     """Load dev and test questions for `subjects` from a folder, a data.tar, or the hub."""
     if data_dir is None:
         return _load_hub(subjects)
@@ -115,7 +63,7 @@ def load(data_dir: str | None, subjects: tuple[str, ...]) -> MMLUData:
                     "MMLU data, or leave it out to use the Hugging Face dataset cais/mmlu.")
 
 
-def _load_folder(root: Path, subjects: tuple[str, ...]) -> MMLUData:
+def _load_folder(root: Path, subjects: tuple[str, ...]) -> TaskData:
     splits: dict[str, dict] = {"test": {}, "dev": {}}
     for split, found in splits.items():
         for s in subjects:
@@ -123,10 +71,10 @@ def _load_folder(root: Path, subjects: tuple[str, ...]) -> MMLUData:
             if not f.is_file():
                 raise DataError(f"{f}: missing; the MMLU {split} split needs one file per subject.")
             found[s] = parse_csv(f.read_bytes(), str(f), s)
-    return MMLUData(splits["test"], splits["dev"], f"folder:{root.resolve()}")
+    return TaskData(splits["test"], splits["dev"], f"folder:{root.resolve()}")
 
 
-def _load_tar(path: Path, subjects: tuple[str, ...]) -> MMLUData:
+def _load_tar(path: Path, subjects: tuple[str, ...]) -> TaskData:
     splits: dict[str, dict] = {"test": {}, "dev": {}}
     with tarfile.open(path) as tar:
         names = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
@@ -136,10 +84,10 @@ def _load_tar(path: Path, subjects: tuple[str, ...]) -> MMLUData:
                 if member is None:
                     raise DataError(f"{path}: has no {s}_{split}.csv; is this MMLU's data.tar?")
                 found[s] = parse_csv(tar.extractfile(member).read(), f"{path}:{member.name}", s)
-    return MMLUData(splits["test"], splits["dev"], f"tar:{path.resolve()}")
+    return TaskData(splits["test"], splits["dev"], f"tar:{path.resolve()}")
 
 
-def _load_hub(subjects: tuple[str, ...]) -> MMLUData:
+def _load_hub(subjects: tuple[str, ...]) -> TaskData:
     from .hub import download_dataset
 
     root = download_dataset(HUB_REPO, [f"{s}/*" for s in subjects])
@@ -151,7 +99,7 @@ def _load_hub(subjects: tuple[str, ...]) -> MMLUData:
                 raise DataError(f"{root / s}: no {split} parquet file in the {HUB_REPO} "
                                 "snapshot; delete it from the hub cache and run again.")
             found[s] = tuple(q for f in files for q in _read_parquet(f, s, len(found.get(s, ()))))
-    return MMLUData(splits["test"], splits["dev"], f"hub:{HUB_REPO}")
+    return TaskData(splits["test"], splits["dev"], f"hub:{HUB_REPO}")
 
 
 def _read_parquet(path: Path, subject: str, start: int) -> list[Question]:

@@ -12,10 +12,10 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import dataset, metrics, sampling, stats, svg
+from . import stats, summary, svg
 from .errors import UserError
 from .records import RECORDS, read
-from .schema import LETTERS, GroupResult, Question, QuestionRecord
+from .schema import LETTERS, GroupResult, Question, QuestionRecord, Summary
 from .svg import esc
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,8 @@ dt{color:#666}dd{margin:0;word-break:break-all}pre{white-space:pre-wrap;margin:0
 def render_run(run_dir: Path) -> str:
     """The page for a run folder, from its records.jsonl."""
     header, records, footer = read(Path(run_dir) / RECORDS)
-    return render(header, records, footer, questions(header, records))
+    return render(header, records, footer, summary.build(header, records, footer is not None),
+                  questions(header, records))
 
 
 def questions(header: dict, records: Sequence[QuestionRecord]) -> dict[str, Question]:
@@ -42,11 +43,11 @@ def questions(header: dict, records: Sequence[QuestionRecord]) -> dict[str, Ques
     otherwise none (the report then shows question ids only). Never downloads."""
     source = header.get("backend_info", {}).get("data_source", "")
     kind, _, where = source.partition(":")
-    if kind not in ("folder", "tar") or not Path(where).exists():
+    if kind in ("hub", "") or not Path(where).exists():
         return {}
-    subjects = tuple(sorted({r.subject for r in records}))
+    units = tuple(sorted({r.subject for r in records}))
     try:
-        data = dataset.load(where, subjects)
+        data = summary.task_of(header).load(where, units)
     except UserError as e:
         log.warning("question text left out of the report: %s", e)
         return {}
@@ -54,14 +55,12 @@ def questions(header: dict, records: Sequence[QuestionRecord]) -> dict[str, Ques
 
 
 def render(header: dict, records: Sequence[QuestionRecord], footer: dict | None,
-           questions: dict[str, Question] | None = None) -> str:
-    rows = metrics.summarize(records, header["num_fewshot"])
-    overall = sampling.overall(header, records)
-    body = [_run_header(header, records, footer), _overall(overall, header)]
+           s: Summary, questions: dict[str, Question] | None = None) -> str:
+    body = [_run_header(header, records, footer), _overall(s, header)]
     if records:
-        body += [_groups(rows, overall.acc), _letters(records), _calibration(records),
-                 _below(rows, overall.acc), _mistakes(records, questions or {})]
-    title = f"MMLU: {short_name(header['model'])}"
+        body += [_groups(s), _slices(s), _letters(records, s.labels), _calibration(records),
+                 _below(s), _mistakes(records, questions or {})]
+    title = f"{s.title}: {short_name(header['model'])}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
             f"<h1>{esc(title)}</h1>" + "".join(body) + "</body></html>\n")
@@ -119,18 +118,23 @@ def _selection(header: dict, n: int) -> str:
     return f"{n}: the full test set of the chosen subjects"
 
 
-def _overall(est: stats.Estimate, header: dict) -> str:
-    low, high = stats.normal_interval(est.acc, est.stderr)
-    interval = "" if math.isnan(est.stderr) else f"95% interval {_span(low, high)}"
+def _overall(s: Summary, header: dict) -> str:
+    low, high = stats.normal_interval(s.acc, s.stderr)
+    interval = "" if math.isnan(s.stderr) else f"95% interval {_span(low, high)}"
     kind = ("stratified-sample estimate with finite population correction"
             if header.get("sample") else "mean over questions; lm-eval's pooled stderr")
-    bar = svg.Bar("MMLU", est.acc, low, high, f"accuracy {est.acc:.1%}")
+    bar = svg.Bar(s.title, s.acc, low, high, f"accuracy {s.acc:.1%}")
     chart = svg.hbar_chart("chart-overall", "Overall accuracy with 95% interval", [bar],
-                           [(0.25, "chance", svg.GREY)], label_width=80)
-    value = "n/a" if math.isnan(est.acc) else f"{est.acc:.1%}"
+                           _chance(s), label_width=80)
+    value = "n/a" if math.isnan(s.acc) else f"{s.acc:.1%}"
     return (f"<section id=\"overall\"><h2>Overall accuracy</h2><p><span class=\"big\">"
-            f"{value}</span> {esc(interval)}</p><p class=\"muted\">{est.n} questions; "
+            f"{value}</span> {esc(interval)}</p><p class=\"muted\">{s.n} questions; "
             f"{esc(kind)}.</p>{chart}</section>")
+
+
+def _chance(s: Summary) -> list[tuple]:
+    """Chance follows the task: 1 / options, averaged over the questions (MMLU-Pro has 3..10)."""
+    return [] if math.isnan(s.chance) else [(s.chance, "chance", svg.GREY)]
 
 
 def _span(low: float, high: float) -> str:
@@ -140,42 +144,72 @@ def _span(low: float, high: float) -> str:
 
 
 def _bar(g: GroupResult, color: str = svg.BLUE) -> svg.Bar:
-    low, high = stats.normal_interval(g.acc, g.stderr)
+    # Wilson, not acc +- 1.96 stderr: a unit with 0 of 10 right has stderr 0 and would show
+    # no whisker at all, as if it were certain.
+    low, high = stats.wilson(round(g.acc * g.n), g.n)
     return svg.Bar(g.name.replace("_", " "), g.acc, low, high,
                    f"{g.name}: {g.acc:.1%} of {g.n}", color)
 
 
-def _groups(rows: Sequence[GroupResult], overall: float) -> str:
-    marks = [(0.25, "chance", svg.GREY), (overall, "overall", svg.RED)]
-    cats = svg.hbar_chart("chart-categories", "Accuracy by category",
-                          [_bar(g) for g in rows if g.level == 1], marks)
-    colors = dict(zip(sorted(dataset.CATEGORIES), svg.CATEGORY_COLORS, strict=True))
-    subjects = svg.hbar_chart("chart-subjects", "Accuracy by subject",
-                              [_bar(g, colors[dataset.CATEGORY_OF[g.name]])
-                               for g in rows if g.level == 2], marks)
+def _parents(rows: Sequence[GroupResult]) -> dict[str, str]:
+    """Each unit row's nearest group row above it (its category, locale...)."""
+    out, stack = {}, []
+    for g in rows:
+        stack = [p for p in stack if p.level < g.level]
+        if g.unit:
+            out[g.name] = stack[-1].name if stack else ""
+        stack.append(g)
+    return out
+
+
+def _groups(s: Summary) -> str:
+    marks = _chance(s) + [(s.acc, "overall", svg.RED)]
+    units = [g for g in s.rows if g.unit]
+    parents = _parents(s.rows)
+    names = sorted(set(parents.values()))
+    colors = {name: svg.PALETTE[i % len(svg.PALETTE)] for i, name in enumerate(names)}
+    middle = [g for g in s.rows if not g.unit and g.level > 0]
+    parts = []
+    if middle:
+        parts.append("<h2>Categories</h2>" + svg.hbar_chart(
+            "chart-categories", "Accuracy by category", [_bar(g) for g in middle], marks))
     legend = " ".join(f'<span style="color:{c}">&#9632;</span> {esc(name.replace("_", " "))}'
-                      for name, c in colors.items())
-    return ("<section id=\"groups\"><h2>Categories</h2>" + cats +
-            "<h2>Subjects</h2><p class=\"muted\">Whiskers: 95% intervals (±1.96 stderr); "
-            "few questions per subject make them wide. Colours: " +
-            legend + "</p>" + subjects + "</section>")
+                      for name, c in colors.items()) if len(colors) > 1 else ""
+    parts.append("<h2>Subjects</h2><p class=\"muted\">Whiskers: 95% Wilson intervals; few "
+                 "questions per subject make them wide." + (" Colours: " + legend if legend
+                                                            else "") + "</p>")
+    parts.append(svg.hbar_chart("chart-subjects", "Accuracy by subject",
+                                [_bar(g, colors[parents[g.name]]) for g in units], marks))
+    return "<section id=\"groups\">" + "".join(parts) + "</section>"
 
 
-def letter_shares(records: Sequence[QuestionRecord]) -> tuple[list[float], list[float]]:
-    """(predicted, gold) share of each letter A-D. Questions with no prediction (-1: every
+def _slices(s: Summary) -> str:
+    if not s.slices:
+        return ""
+    rows = "".join(f"<tr><td>{esc(x.name)}</td><td class=\"num\">{x.acc:.1%}</td>"
+                   f"<td class=\"num\">{x.n}</td><td>{esc(_span(x.low, x.high))}</td>"
+                   f"<td>{esc(x.note)}</td></tr>" for x in s.slices)
+    return ("<section id=\"slices\"><h2>Labelled subsets</h2><table><tr><th>subset</th>"
+            "<th>accuracy</th><th>n</th><th>95% interval (Wilson)</th><th></th></tr>"
+            + rows + "</table></section>")
+
+
+def letter_shares(records: Sequence[QuestionRecord], labels: Sequence[str] = LETTERS[:4]
+                  ) -> tuple[list[float], list[float]]:
+    """(predicted, gold) share of each letter. Questions with no prediction (-1: every
     letter missing) count in the gold shares only."""
     predicted = [r.pred for r in records if r.pred >= 0]
     pred = [predicted.count(i) / len(predicted) if predicted else math.nan
-            for i in range(len(LETTERS))]
-    gold = [sum(r.gold == i for r in records) / len(records) for i in range(len(LETTERS))]
+            for i in range(len(labels))]
+    gold = [sum(r.gold == i for r in records) / len(records) for i in range(len(labels))]
     return pred, gold
 
 
-def _letters(records: Sequence[QuestionRecord]) -> str:
-    pred, gold = letter_shares(records)
+def _letters(records: Sequence[QuestionRecord], labels: Sequence[str]) -> str:
+    pred, gold = letter_shares(records, labels)
     chart = svg.grouped_bars("chart-letters", "Predicted letters against gold letters",
-                             LETTERS, [("predicted", svg.BLUE, pred), ("gold", svg.ORANGE, gold)])
-    gaps = [(p - g, letter) for p, g, letter in zip(pred, gold, LETTERS, strict=True)]
+                             labels, [("predicted", svg.BLUE, pred), ("gold", svg.ORANGE, gold)])
+    gaps = [(p - g, letter) for p, g, letter in zip(pred, gold, labels, strict=True)]
     gap, letter = max(gaps)
     note = (f"Most over-chosen letter: {letter}, picked {gap:+.1%} more often than it is the "
             "answer." if gap > 0 else "")
@@ -202,21 +236,21 @@ def _calibration(records: Sequence[QuestionRecord]) -> str:
     return ("<section id=\"calibration\"><h2>Calibration</h2>"
             f"<p>Expected calibration error (ECE, 10 bins): <b id=\"ece\">{ece:.3f}</b>. "
             "Bars: accuracy per confidence bin; dots: mean confidence; the dashed diagonal is "
-            "perfect calibration. Probabilities are the softmax over the four letters' "
+            "perfect calibration. Probabilities are the softmax over the letters' "
             "log-likelihoods.</p>" + chart + "</section>")
 
 
-def _below(rows: Sequence[GroupResult], overall: float, top: int = 10) -> str:
-    subjects = sorted((g for g in rows if g.level == 2), key=lambda g: g.acc - overall)
+def _below(s: Summary, top: int = 10) -> str:
+    overall = s.acc
+    subjects = sorted((g for g in s.rows if g.unit), key=lambda g: g.acc - overall)
     lines = []
     for g in [g for g in subjects if g.acc < overall][:top]:
-        low, high = stats.normal_interval(g.acc, g.stderr)
-        interval = "n/a" if math.isnan(g.stderr) else _span(low, high)
+        interval = _span(*stats.wilson(round(g.acc * g.n), g.n))
         lines.append(f"<tr><td>{esc(g.name)}</td><td class=\"num\">{g.acc:.1%}</td>"
                      f"<td class=\"num\">{g.acc - overall:+.1%}</td><td class=\"num\">{g.n}</td>"
                      f"<td>{esc(interval)}</td></tr>")
     table = ("<table><tr><th>subject</th><th>accuracy</th><th>vs overall</th><th>n</th>"
-             "<th>95% interval</th></tr>" + "".join(lines) + "</table>") if lines else \
+             "<th>95% interval (Wilson)</th></tr>" + "".join(lines) + "</table>") if lines else \
         "<p>No subject is below the overall score.</p>"
     return f"<section id=\"below\"><h2>Furthest below the overall score</h2>{table}</section>"
 

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import backends, sampling
+from . import backends, summary
 from .errors import UserError
 from .records import RECORDS, read
 
@@ -43,7 +43,7 @@ def find(root: Path) -> list[RunRow]:
         except UserError as e:
             log.warning("skipped: %s", e)
             continue
-        est = sampling.overall(header, records)
+        est = summary.build(header, records, footer is not None)
         state = "partial" if footer is None else ("sample" if header.get("sample") else "done")
         rows.append(RunRow(str(path.parent), backends.model_slug(header["model"]),
                            header["backend"], header["num_fewshot"], est.n, est.acc, est.stderr,

@@ -1,7 +1,7 @@
-"""Pure metric functions, as lm-eval 0.4.13 computes them for MMLU.
+"""Pure metric functions, as lm-eval 0.4.13 computes them for multiple-choice tasks.
 
-Averages are over questions (size-weighted), never over subjects, as lm-eval's mmlu groups
-(`weight_by_size: True`) report them.
+Averages are over questions (size-weighted), never over units, as lm-eval's groups with
+`weight_by_size: True` (every task here) report them.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from .dataset import CATEGORIES, CATEGORY_OF
 from .schema import GroupResult, QuestionRecord
+from .tasks.base import Task
 
 
 def mean(xs: Sequence[float]) -> float:
@@ -41,36 +41,43 @@ def pooled_stderr(stderrs: Sequence[float], sizes: Sequence[int]) -> float:
     return math.sqrt(pooled_var / (total - k) / total)
 
 
-def subject_results(records: Iterable[QuestionRecord], num_fewshot: int) -> dict[str, GroupResult]:
-    by_subject: dict[str, list[float]] = {}
+def unit_scores(records: Iterable[QuestionRecord]) -> dict[str, list[float]]:
+    """1.0 / 0.0 per question, by unit (the record's `subject`)."""
+    by_unit: dict[str, list[float]] = {}
     for r in records:
-        by_subject.setdefault(r.subject, []).append(1.0 if r.correct else 0.0)
-    return {s: GroupResult(s, 2, mean(xs), mean_stderr(xs), len(xs), num_fewshot)
-            for s, xs in sorted(by_subject.items())}
+        by_unit.setdefault(r.subject, []).append(1.0 if r.correct else 0.0)
+    return by_unit
 
 
-def group(name: str, level: int, parts: Sequence[GroupResult],
-          num_fewshot: int | None = None) -> GroupResult:
-    """A size-weighted mean of subject accuracies with lm-eval's pooled stderr."""
+def group(name: str, level: int, parts: Sequence[GroupResult], **labels) -> GroupResult:
+    """A size-weighted mean of unit accuracies with lm-eval's pooled stderr."""
     sizes = [p.n for p in parts]
     acc = sum(p.acc * p.n for p in parts) / sum(sizes)
     return GroupResult(name, level, acc, pooled_stderr([p.stderr for p in parts], sizes),
-                       sum(sizes), num_fewshot)
+                       sum(sizes), **labels)
 
 
-def summarize(records: Sequence[QuestionRecord], num_fewshot: int) -> list[GroupResult]:
-    """Rows in lm-eval's table order: mmlu, then each category (alphabetical) followed by its
-    subjects (alphabetical). Groups aggregate their subjects directly, as lm-eval 0.4.13 does."""
+def summarize(records: Sequence[QuestionRecord], task: Task,
+              num_fewshot: int) -> list[GroupResult]:
+    """The task's rows in table order (task.tree). A unit row is its questions' mean with the
+    sample stderr; a group row aggregates its units directly (micro, pooled stderr), however
+    deeply it nests, as lm-eval 0.4.13 does."""
     if not records:
         return []
-    subjects = subject_results(records, num_fewshot)
-    rows = [group("mmlu", 0, list(subjects.values()))]
-    for category in sorted(CATEGORIES):
-        parts = [subjects[s] for s in CATEGORIES[category] if s in subjects]
-        if parts:
-            # lm-eval prints the shots on category rows, but not on the mmlu row
-            rows.append(group(category, 1, parts, num_fewshot))
-            rows.extend(sorted(parts, key=lambda p: p.name))
-    assert sum(r.n for r in rows if r.level == 2) == len(records), "every record in one subject"
-    assert all(s in CATEGORY_OF for s in subjects), "unknown subject in records"
+    scores = unit_scores(records)
+    units = {u: GroupResult(u, 0, mean(xs), mean_stderr(xs), len(xs))
+             for u, xs in scores.items()}
+    rows = []
+    for node in task.tree(sorted(units)):
+        labels = {"num_fewshot": num_fewshot if node.nshot else None, "key": node.key,
+                  "version": node.version, "unit": node.unit,
+                  "group": not (node.unit or node.flat)}
+        if node.flat or node.unit:
+            xs = [x for u in node.units for x in scores[u]]
+            rows.append(GroupResult(node.name, node.level, mean(xs), mean_stderr(xs), len(xs),
+                                    **labels))
+        else:
+            rows.append(group(node.name, node.level, [units[u] for u in node.units], **labels))
+    covered = sum(r.n for r in rows if r.unit)
+    assert covered == len(records), f"{len(records) - covered} records in no unit of the task"
     return rows

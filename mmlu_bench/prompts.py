@@ -1,57 +1,64 @@
-"""Prompt rendering and few-shot selection -> ScoreRequest.
+"""Prompt rendering -> ScoreRequest, as lm-eval 0.4.13 builds a multiple-choice context.
 
-Byte-identical to lm-eval 0.4.13's `mmlu` task (tasks/mmlu/default): a description naming the
-subject, then the first k dev examples ("...Answer: B"), joined by blank lines, then the question
-ending in "Answer:". The continuations are " A" .. " D": lm-eval's target_delimiter " " belongs
-to the continuation, not the context, and that decides how the letter is tokenized.
+lm-eval builds a list of messages (ConfigurableTask.fewshot_context): the task's description
+as a system message, each few-shot example as a user turn (the question, ending in the target
+delimiter) and an assistant turn (its answer, ending in the few-shot delimiter), then the
+question. Without a chat template the context is every message's text and delimiter joined;
+with MMLU's recipe that is the description, the first k dev examples ("...Answer: B") joined by
+blank lines, then the question ending in "Answer:". The continuations are " A" .. " D": the
+target delimiter " " belongs to the continuation, not the context, and that decides how the
+letter is tokenized.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from .errors import UserError
-from .schema import LETTERS, Question, ScoreRequest
-
-# Bump when a change alters any prompt byte: resumed runs refuse a different format.
-PROMPT_FORMAT = "lm-eval-0.4.13-mmlu-default"
-CONTINUATIONS = tuple(" " + letter for letter in LETTERS)
-FEWSHOT_DELIMITER = "\n\n"
+from .schema import Question, ScoreRequest, TaskData
+from .tasks.base import Task
 
 
-def description(subject: str) -> str:
-    return (f"The following are multiple choice questions (with answers) about "
-            f"{subject.replace('_', ' ')}.\n\n")
+@dataclass(frozen=True, slots=True)
+class Message:
+    """lm-eval's Message: a chat turn; `delimiter` follows it in plain text only."""
+
+    role: str
+    content: str
+    delimiter: str = ""
 
 
-def question_text(q: Question) -> str:
-    """lm-eval's doc_to_text: the stripped question, four lettered choices, then 'Answer:'."""
-    lines = [q.question.strip()]
-    lines += [f"{letter}. {choice}" for letter, choice in zip(LETTERS, q.choices, strict=True)]
-    return "\n".join(lines) + "\nAnswer:"
+def messages(task: Task, q: Question, shots: Sequence[Question]) -> list[Message]:
+    out = []
+    description = task.description(q.subject)
+    if description:
+        out.append(Message("system", description))
+    for s in shots:
+        out.append(Message("user", task.doc_to_text(s), task.target_delimiter))
+        out.append(Message("assistant", task.labels(s)[s.gold], task.fewshot_delimiter))
+    out.append(Message("user", task.doc_to_text(q)))
+    return out
 
 
-def context(q: Question, shots: tuple[Question, ...]) -> str:
-    """description, each shot answered and followed by a blank line, then the question."""
-    examples = "".join(question_text(s) + CONTINUATIONS[s.gold] + FEWSHOT_DELIMITER for s in shots)
-    return description(q.subject) + examples + question_text(q)
+def plain(turns: Sequence[Message]) -> str:
+    return "".join(m.content + m.delimiter for m in turns)
 
 
-def fewshot(dev: tuple[Question, ...], k: int, subject: str) -> tuple[Question, ...]:
-    """lm-eval's first_n sampler: the first k dev examples of the subject."""
-    if k > len(dev):
-        raise UserError(f"--num-fewshot {k} is more than the {len(dev)} dev examples of "
-                        f"{subject}; use at most {len(dev)}.")
-    return dev[:k]
+def context(task: Task, q: Question, shots: Sequence[Question]) -> str:
+    """The plain-text context: description, each shot answered, then the question."""
+    return plain(messages(task, q, shots))
 
 
-def build_requests(questions: tuple[Question, ...], dev: tuple[Question, ...],
+def continuations(task: Task, q: Question) -> tuple[str, ...]:
+    return tuple(task.target_delimiter + label for label in task.labels(q))
+
+
+def build_requests(task: Task, questions: Sequence[Question], data: TaskData,
                    num_fewshot: int) -> list[ScoreRequest]:
-    """Requests for the questions of one subject."""
-    if not questions:
-        return []
-    shots = fewshot(dev, num_fewshot, questions[0].subject)
-    return [ScoreRequest(q.qid, context(q, shots), CONTINUATIONS) for q in questions]
+    """Requests for `questions`, in order; each question's shots come from the task."""
+    return [ScoreRequest(q.qid, context(task, q, task.shots(data, q, num_fewshot)),
+                         continuations(task, q)) for q in questions]
 
 
 def sha256(text: str) -> str:

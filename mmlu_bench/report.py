@@ -1,15 +1,12 @@
-"""Reports, rebuilt from records alone: lm-eval's table (markdown) and lm-eval-shaped JSON."""
+"""A Summary as lm-eval prints and writes it: its results table and its results-file shape."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-from .schema import GroupResult, QuestionRecord
+from .schema import GroupResult, Summary
 
-GROUP_ALIAS = {"social_sciences": "social sciences"}
-# lm-eval 0.4.13's task versions: the mmlu groups are version 2, each subject task version 1.
-VERSION = {0: "2", 1: "2", 2: "1"}
 HEADERS = ["Tasks", "Version", "Filter", "n-shot", "Metric", "", "Value", "", "Stderr"]
 RIGHT = {1, 3, 6, 8}  # numeric columns, right-aligned as lm-eval's pytablewriter does
 
@@ -18,13 +15,15 @@ def _fmt(x: float) -> str:
     return "   N/A" if math.isnan(x) else f"{x:.4f}"
 
 
+def _label(g: GroupResult) -> str:
+    return g.name if g.level == 0 else " " * g.level + "- " + g.name
+
+
 def _row(g: GroupResult) -> list[str]:
-    name = GROUP_ALIAS.get(g.name, g.name)
-    label = name if g.level == 0 else " " * g.level + "- " + name
     shots = "" if g.num_fewshot is None else str(g.num_fewshot)
     # lm-eval 0.4.13 leaves the higher-is-better arrow blank on the top group's row.
-    arrow = "" if g.level == 0 else "↑"
-    return [label, VERSION[g.level], "none", shots, "acc", arrow, _fmt(g.acc), "±", _fmt(g.stderr)]
+    arrow = "" if g.level == 0 and g.group else "↑"
+    return [_label(g), g.version, "none", shots, "acc", arrow, _fmt(g.acc), "±", _fmt(g.stderr)]
 
 
 def markdown_table(rows: Sequence[GroupResult], title: str = "Tasks") -> str:
@@ -55,58 +54,78 @@ def title(header: dict) -> str:
             f"num_fewshot: {header['num_fewshot']}, batch_size: {settings.get('batch_size')}")
 
 
-def full_table(rows: Sequence[GroupResult], footer: str = "") -> str:
-    """The Tasks table, then the Groups table, as lm-eval prints them for `mmlu`."""
-    groups = [g for g in rows if g.level < 2]
-    text = markdown_table(rows) + "\n" + markdown_table(groups, "Groups")
-    return text + (f"\n{footer}\n" if footer else "")
+def full_table(summary: Summary, notes: Sequence[str] = ()) -> str:
+    """The Tasks table, then the Groups table when there are groups, as lm-eval prints them;
+    then the task's slices and any notes."""
+    text = markdown_table(summary.rows)
+    group_rows = [g for g in summary.rows if g.group]
+    if group_rows:
+        text += "\n" + markdown_table(group_rows, "Groups")
+    lines = [slice_line(s) for s in summary.slices] + [n for n in notes if n]
+    return text + ("\n" + "\n".join(lines) + "\n" if lines else "")
 
 
-def table_footer(records: Sequence[QuestionRecord]) -> str:
-    missing = sum(1 for r in records if any(ll is None for ll in r.loglikelihoods))
-    if not missing:
+def slice_line(s) -> str:
+    return (f"{s.name}: {s.acc:.4f} (n={s.n}, 95% interval {s.low:.4f} to {s.high:.4f})"
+            + (f"; {s.note}" if s.note else ""))
+
+
+def table_footer(summary: Summary) -> str:
+    if not summary.missing:
         return ""
-    return (f"{missing} question(s) had letters missing from the server's top log-probabilities "
-            "(scored from the letters present).")
+    return (f"{summary.missing} question(s) had letters missing from the server's top "
+            "log-probabilities (scored from the letters present).")
 
 
-def _task_key(g: GroupResult) -> str:
-    return "mmlu" if g.level == 0 else f"mmlu_{g.name}"
+def _children(rows: Sequence[GroupResult], i: int) -> list[int]:
+    """Indices of row i's direct children: the rows one level deeper until the next row at
+    row i's level or above."""
+    out = []
+    for j in range(i + 1, len(rows)):
+        if rows[j].level <= rows[i].level:
+            break
+        if rows[j].level == rows[i].level + 1:
+            out.append(j)
+    return out
 
 
-def results_json(rows: Sequence[GroupResult], header: dict,
-                 records: Sequence[QuestionRecord]) -> dict:
+def _version(text: str) -> int | float | str:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def results_json(summary: Summary, header: dict) -> dict:
     """The shape of lm-eval's results file: results/groups keyed by task name with
     'acc,none' and 'acc_stderr,none', plus group_subtasks, n-shot, versions and config."""
+    rows = summary.rows
 
     def entry(g: GroupResult) -> dict:
-        alias = GROUP_ALIAS.get(g.name, g.name)
-        label = alias if g.level == 0 else " " * g.level + "- " + alias
         stderr = "N/A" if math.isnan(g.stderr) else g.stderr
-        return {"alias": label, "acc,none": g.acc, "acc_stderr,none": stderr, "sample_len": g.n}
+        return {"alias": _label(g), "acc,none": g.acc, "acc_stderr,none": stderr,
+                "sample_len": g.n}
 
-    results = {_task_key(g): entry(g) for g in rows}
-    subtasks: dict[str, list[str]] = {}
-    parent = None
-    for g in rows:
-        if g.level == 1:
-            parent = _task_key(g)
-            subtasks.setdefault("mmlu", []).append(parent)
-        elif g.level == 2:
-            subtasks.setdefault(parent, []).append(_task_key(g))
-    missing = sum(1 for r in records if any(ll is None for ll in r.loglikelihoods))
+    results = {g.key: entry(g) for g in rows}
+    subtasks = {g.key: [rows[j].key for j in _children(rows, i)]
+                for i, g in enumerate(rows) if g.group}
     return {
         "results": results,
-        "groups": {k: v for k, v in results.items() if k == "mmlu" or k in subtasks["mmlu"]},
+        "groups": {g.key: results[g.key] for g in rows if g.key in subtasks},
         "group_subtasks": subtasks,
-        "versions": {_task_key(g): int(VERSION[g.level]) for g in rows},
-        "n-shot": {_task_key(g): header["num_fewshot"] for g in rows if g.level == 2},
-        "higher_is_better": {_task_key(g): {"acc": True} for g in rows},
-        "n-samples": {_task_key(g): {"original": g.n, "effective": g.n}
-                      for g in rows if g.level == 2},
+        "versions": {g.key: _version(g.version) for g in rows},
+        "n-shot": {g.key: header["num_fewshot"] for g in rows if g.unit},
+        "higher_is_better": {g.key: {"acc": True} for g in rows},
+        "n-samples": {g.key: {"original": g.n, "effective": g.n} for g in rows if g.unit},
         "config": {"model": header["model"], "backend": header["backend"],
-                   "num_fewshot": header["num_fewshot"], "limit": header["limit"],
-                   "prompt_format": header["prompt_format"], **header.get("backend_info", {})},
-        "questions_with_missing_letters": missing,
+                   "task": summary.task, "num_fewshot": header["num_fewshot"],
+                   "limit": header["limit"], "prompt_format": header["prompt_format"],
+                   **header.get("backend_info", {})},
+        "slices": {s.name: {"acc": s.acc, "n": s.n, "ci95": [s.low, s.high], "note": s.note}
+                   for s in summary.slices},
+        "questions_with_missing_letters": summary.missing,
         "mmlu_bench_version": header["tool_version"],
     }

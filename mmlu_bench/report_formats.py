@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import html_report, metrics, report, sampling, stats
+from . import html_report, report, sampling, stats, summary
 from .errors import UserError
 from .records import RECORDS, read
+from .schema import Summary
 
 FORMATS = ("table", "markdown", "json", "html")
 
@@ -25,47 +26,50 @@ def render(run_dir: Path, fmt: str) -> str:
                         "`mmlu-bench run`.")
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}.")
-    if fmt == "html":
-        return html_report.render_run(Path(run_dir))
     header, records, footer = read(path)
-    if fmt == "table":
-        return table(header, records)
-    if fmt == "json":
-        return json.dumps(results(header, records), indent=2) + "\n"
-    return markdown(header, records, footer)
+    return RENDER[fmt](header, records, footer, summary.build(header, records, footer is not None))
 
 
-def table(header: dict, records: list) -> str:
+def table(header: dict, records: list, footer: dict | None, s: Summary) -> str:
     """lm-eval's two tables under lm-eval's one-line run summary."""
-    rows = metrics.summarize(records, header["num_fewshot"])
-    notes = (report.table_footer(records), sampling.summary_line(header, records))
-    return report.title(header) + "\n" + report.full_table(rows, "\n".join(n for n in notes if n))
+    notes = (report.table_footer(s), sampling.summary_line(header, s))
+    return report.title(header) + "\n" + report.full_table(s, notes)
 
 
-def results(header: dict, records: list) -> dict:
-    rows = metrics.summarize(records, header["num_fewshot"])
-    out = report.results_json(rows, header, records)
+def results(header: dict, records: list, footer: dict | None, s: Summary) -> dict:
+    out = report.results_json(s, header)
     if header.get("sample"):
-        out["sample"] = sampling.sample_json(header, records)
+        out["sample"] = sampling.sample_json(header, s)
     return out
 
 
-def markdown(header: dict, records: list, footer: dict | None) -> str:
-    est = sampling.overall(header, records)
-    low, high = stats.normal_interval(est.acc, est.stderr)
+def markdown(header: dict, records: list, footer: dict | None, s: Summary) -> str:
+    low, high = stats.normal_interval(s.acc, s.stderr)
     info = header.get("backend_info", {})
-    timing = {**(footer or {}), **(footer or {}).get("session", {})}
-    lines = [f"# MMLU: `{header['model']}`", "",
+    timing = footer or {}
+    lines = [f"# {s.title}: `{header['model']}`", "",
              f"- backend: {header['backend']} ({info.get('device', '?')}, "
              f"{info.get('dtype', '?')})",
              f"- few-shot examples: {header['num_fewshot']}",
-             f"- questions: {est.n}" + (f" (stratified sample, seed {header.get('seed')})"
-                                        if header.get("sample") else
-                                        f" (first {header['limit']} per subject)"
-                                        if header.get("limit") else ""),
+             f"- questions: {s.n}" + (f" (stratified sample, seed {header.get('seed')})"
+                                      if header.get("sample") else
+                                      f" (first {header['limit']} per subject)"
+                                      if header.get("limit") else ""),
              f"- prompt format: {header.get('prompt_format', '')}",
              f"- started: {header.get('started', '')}",
              f"- wall time: {timing.get('wall_seconds', 'unfinished')} s", "",
-             f"**Accuracy: {est.acc:.4f} ± {est.stderr:.4f}** (95% interval {low:.4f} to "
-             f"{high:.4f})", "", table(header, records)]
+             f"**Accuracy: {s.acc:.4f} ± {s.stderr:.4f}** (95% interval {low:.4f} to "
+             f"{high:.4f})", "", table(header, records, footer, s)]
     return "\n".join(lines)
+
+
+def _json(header: dict, records: list, footer: dict | None, s: Summary) -> str:
+    return json.dumps(results(header, records, footer, s), indent=2) + "\n"
+
+
+def _html(header: dict, records: list, footer: dict | None, s: Summary) -> str:
+    return html_report.render(header, records, footer, s,
+                              html_report.questions(header, records))
+
+
+RENDER = {"table": table, "markdown": markdown, "json": _json, "html": _html}

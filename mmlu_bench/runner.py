@@ -10,21 +10,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, backends, dataset, metrics, prompts, sampling, scoring
+from . import __version__, backends, dataset, prompts, sampling, scoring
 from .config import RunConfig
 from .errors import UserError
 from .interrupts import signals_held
 from .records import (RECORDS, RecordWriter, disk_error, folder_lock, header_json, read,
                       write_atomic)
 from .schema import GroupResult, Question, RunHeader, ScoreRequest
+from .tasks.base import Task
 
 log = logging.getLogger(__name__)
 
 # Header fields that must match for a resume: what changes the numbers.
-IDENTITY = ("model", "backend", "num_fewshot", "limit", "subjects", "data_fingerprint",
-            "prompt_format", "sample", "seed")
-IDENTITY_INFO = ("device", "dtype", "model_sha256", "model_size", "hub_id", "revision",
-                 "model_path", "quantize", "server_model")
+IDENTITY = ("task", "task_options", "model", "backend", "num_fewshot", "limit", "subjects",
+            "data_fingerprint", "prompt_format", "sample", "seed")
+# What a header written before a field existed means by its absence.
+ABSENT = {"task": "mmlu", "task_options": {}}
 # Settings that change what is computed. Speed settings (batch size, threads, concurrency,
 # timeout) may change on resume: a run that ran out of memory resumes with a smaller batch.
 IDENTITY_SETTINGS = ("quantize", "prefix_sharing", "n_gpu_layers", "ctx_size", "model_name")
@@ -34,7 +35,8 @@ IDENTITY_SETTINGS = ("quantize", "prefix_sharing", "n_gpu_layers", "ctx_size", "
 class Plan:
     """Everything decided before the model loads: questions, requests, where to write."""
 
-    subjects: tuple[str, ...]
+    task: Task
+    subjects: tuple[str, ...]  # the task's units
     questions: dict[str, Question]  # qid -> question, in canonical order
     requests: dict[str, list[ScoreRequest]]  # subject -> requests
     fingerprint: str
@@ -53,23 +55,48 @@ class Outcome:
 
 
 def plan(config: RunConfig) -> Plan:
-    subjects = dataset.resolve_subjects(config.subjects)
-    data = dataset.load(config.data_dir, subjects)
+    task = config.task_spec()
+    units = task.resolve(config.subjects)
+    data = task.load(config.data_dir, units)
+    tests = _selection(task, data, units, config)
     questions: dict[str, Question] = {}
     requests: dict[str, list[ScoreRequest]] = {}
     used: list[Question] = []
-    chosen = sampling.select(data.test, config.sample, config.seed) if config.sample else None
-    for s in subjects:
-        test = data.test[s][: config.limit] if config.limit else data.test[s]
-        test = chosen[s] if chosen else test
+    for unit in units:
+        test = tests.get(unit, ())
         questions.update((q.qid, q) for q in test)
-        requests[s] = prompts.build_requests(test, data.dev[s], config.num_fewshot)
-        used += list(prompts.fewshot(data.dev[s], config.num_fewshot, s)) + list(test)
+        requests[unit] = prompts.build_requests(task, test, data, config.num_fewshot)
+        used += _shots_used(task, data, test, config.num_fewshot) + list(test)
     out_dir = config.output_dir()
     _check_writable(out_dir)
-    population = {s: len(data.test[s]) for s in subjects} if config.sample else {}
-    return Plan(subjects, questions, requests, dataset.fingerprint(used), out_dir, data.source,
-                population)
+    population = {u: len(data.test[u]) for u in units} if config.sample else {}
+    return Plan(task, units, questions, requests, dataset.fingerprint(used), out_dir,
+                data.source, population)
+
+
+def _selection(task, data, units: tuple[str, ...], config: RunConfig) -> dict[str, tuple]:
+    """The test questions to score, by unit: all, the first --limit of each unit (or of the
+    whole task, where lm-eval runs it as one task), or a stratified --sample."""
+    if config.sample:
+        return sampling.select({u: data.test[u] for u in units}, config.sample, config.seed)
+    if not config.limit:
+        return {u: data.test[u] for u in units}
+    if task.limit_per_unit:
+        return {u: data.test[u][:config.limit] for u in units}
+    # One lm-eval task over every unit: the first N questions in document order.
+    ordered = sorted((q for u in units for q in data.test[u]), key=lambda q: q.index)
+    kept = {q.qid for q in ordered[:config.limit]}
+    return {u: tuple(q for q in data.test[u] if q.qid in kept) for u in units}
+
+
+def _shots_used(task, data, test, k: int) -> list[Question]:
+    """The distinct few-shot examples of a unit's questions, in first-use order (MMLU: the
+    unit's first k dev examples, so the fingerprint reads as it always did)."""
+    seen: dict[str, Question] = {}
+    for q in test:
+        for s in task.shots(data, q, k) if k else ():
+            seen.setdefault(f"{s.qid}", s)
+    return list(seen.values())
 
 
 def _check_writable(out_dir: Path) -> None:
@@ -87,12 +114,12 @@ def make_header(config: RunConfig, p: Plan, info: dict) -> RunHeader:
     return RunHeader(
         model=config.model, backend=config.backend, num_fewshot=config.num_fewshot,
         limit=config.limit, subjects=p.subjects, data_fingerprint=p.fingerprint,
-        prompt_format=prompts.PROMPT_FORMAT, tool_version=__version__,
+        prompt_format=p.task.prompt_format, tool_version=__version__,
         backend_info={**info, "settings": config.public(), "data_source": p.source,
                       "host": _host()},
         started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         sample=config.sample, seed=config.seed if config.sample else None,
-        population=p.population,
+        population=p.population, task=p.task.name, task_options=p.task.options,
     )
 
 
@@ -120,16 +147,18 @@ def _versions(names: tuple[str, ...]) -> dict:
     return found
 
 
-def resume_check(path: Path, header: RunHeader) -> tuple[set[str], bool]:
+def resume_check(path: Path, header: RunHeader, resume_keys: tuple[str, ...]
+                 ) -> tuple[set[str], bool]:
     """(qids already recorded in `path`, whether it is finished), after checking the run
     there is this same run."""
     if not path.exists():
         return set(), False
     old, records, footer = read(path)
     new = header_json(header)
-    diffs = [(k, old.get(k), new.get(k)) for k in IDENTITY]
+    diffs = [(k, old.get(k, ABSENT.get(k)), new.get(k)) for k in IDENTITY]
     old_info, new_info = old.get("backend_info", {}), new["backend_info"]
-    diffs += [(f"backend_info.{k}", old_info.get(k), new_info.get(k)) for k in IDENTITY_INFO]
+    # Each backend declares what identifies its model (a file's sha256, an Ollama digest).
+    diffs += [(f"backend_info.{k}", old_info.get(k), new_info.get(k)) for k in resume_keys]
     old_set, new_set = old_info.get("settings", {}), new_info["settings"]
     diffs += [(k, old_set.get(k), new_set.get(k)) for k in IDENTITY_SETTINGS]
     diffs = [d for d in diffs if d[1] != d[2]]
@@ -154,7 +183,7 @@ def run(config: RunConfig) -> Outcome:
         try:
             header = make_header(config, p, backend.info())
             path = p.out_dir / RECORDS
-            done, finished = resume_check(path, header)
+            done, finished = resume_check(path, header, backend.resume_keys)
             if finished and done >= set(p.questions):
                 return write_reports(p.out_dir, 0, read(path)[2])
             scored, footer = _score_all(backend, p, RecordWriter(path, header), done, config)
@@ -187,25 +216,16 @@ def _score_all(backend, p: Plan, writer: RecordWriter, done: set[str],
 
 
 def _stream(backend, p: Plan, done: set[str]):
-    """The backend's scores of every unrecorded question, batch by batch."""
+    """The backend's scores of every unrecorded question, batch by batch: every unit's
+    requests with the qids already recorded (a backend that plans batches over the whole unit
+    runs only those holding unrecorded questions, so resumed records are bit-identical)."""
     groups = []
-    for subject in p.subjects:
-        requests = p.requests[subject]
-        todo = [r for r in requests if r.qid not in done]
-        if not todo:
-            continue
-        if getattr(backend, "accepts_skip", False):
-            # The backend plans batches over the whole subject and runs only those holding
-            # unrecorded questions: each question is computed in the same batch as in an
-            # uninterrupted run, so resumed records are bit-identical.
-            groups.append((requests, frozenset(r.qid for r in requests if r.qid in done)))
-        else:
-            groups.append((todo, None))
-    if hasattr(backend, "score_groups"):  # all subjects in one stream (the hf backend)
-        return backend.score_groups(groups)
-    return (batch for requests, skip in groups
-            for batch in (backend.score(requests) if skip is None
-                          else backend.score(requests, skip=skip)))
+    for unit in p.subjects:
+        requests = p.requests[unit]
+        skip = frozenset(r.qid for r in requests if r.qid in done)
+        if len(skip) < len(requests):
+            groups.append((requests, skip))
+    return backend.score_groups(groups)
 
 
 def _record(stream, p: Plan, done: set[str], writer: RecordWriter, bar) -> tuple[int, int]:
@@ -235,18 +255,17 @@ def _progress(config: RunConfig, total: int, done: int):
 
 
 def write_reports(out_dir: Path, scored: int = 0, footer: dict | None = None) -> Outcome:
-    """results.json, results.md and report.html, recomputed from records.jsonl alone."""
-    from . import html_report, report_formats
+    """results.json, results.md and report.html, from one Summary of records.jsonl."""
+    from . import report_formats, summary
 
     header, records, written = read(out_dir / RECORDS)
-    table = report_formats.table(header, records)
-    results = report_formats.results(header, records)
-    page = html_report.render(header, records, written, html_report.questions(header, records))
-    rows = metrics.summarize(records, header["num_fewshot"])
+    s = summary.build(header, records, written is not None)
+    texts = {name: report_formats.RENDER[fmt](header, records, written, s)
+             for name, fmt in (("results.md", "table"), ("results.json", "json"),
+                               ("report.html", "html"))}
     try:
-        write_atomic(out_dir / "results.md", table)
-        write_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
-        write_atomic(out_dir / "report.html", page)
+        for name, text in texts.items():
+            write_atomic(out_dir / name, text)
     except OSError as e:
         raise disk_error(e, out_dir) from None
-    return Outcome(rows, out_dir, table, scored, footer)
+    return Outcome(list(s.rows), out_dir, texts["results.md"], scored, footer)

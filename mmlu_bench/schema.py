@@ -1,27 +1,31 @@
 """Every type that crosses a stage boundary. Read this first.
 
-    dataset -> Question -> prompts -> ScoreRequest -> backends/* -> ChoiceScores
-            -> scoring -> QuestionRecord -> records (JSONL) -> metrics -> GroupResult -> report
+    tasks/* -> TaskData(Question) -> formats/* -> ScoreRequest -> backends/* -> ChoiceScores
+            -> scoring -> QuestionRecord -> records (JSONL) -> metrics -> Summary -> reports
 
-All are frozen: no stage changes what an earlier one produced.
+A task says what is asked (data, few-shot source, prompt recipe, groups), a format how it is
+asked (lm-eval's plain prompt, a chat template), a backend who answers. All types are frozen: no
+stage changes what an earlier one produced.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-LETTERS = ("A", "B", "C", "D")
+# Answer labels: a question with n options uses the first n (MMLU 4, MMLU-Pro up to 10).
+LETTERS = tuple("ABCDEFGHIJ")
 
 
 @dataclass(frozen=True, slots=True)
 class Question:
-    """One MMLU test (or dev) row."""
+    """One test (or few-shot) row of a task."""
 
-    subject: str
-    index: int  # row position in the subject's split file: lm-eval's doc_id
+    subject: str  # the task's unit (an lm-eval subtask): an MMLU subject, an MMLU-Pro category
+    index: int  # row position in the unit's split (MMLU) or the whole split: lm-eval's doc_id
     question: str
-    choices: tuple[str, str, str, str]
-    gold: int  # 0..3
+    choices: tuple[str, ...]  # 3..10 options
+    gold: int  # 0..len(choices)-1
+    meta: dict = field(default_factory=dict, compare=False)  # e.g. a Redux or CS/CA label
 
     @property
     def qid(self) -> str:
@@ -29,12 +33,15 @@ class Question:
 
 
 @dataclass(frozen=True, slots=True)
-class MMLUData:
-    """The questions of one run: test questions to score, dev questions for few-shot."""
+class TaskData:
+    """The questions of one run: test questions to score and the few-shot pool, by unit."""
 
-    test: dict[str, tuple[Question, ...]]  # subject -> questions, in file order
-    dev: dict[str, tuple[Question, ...]]
-    source: str  # where they came from, for the run header
+    test: dict[str, tuple[Question, ...]]  # unit -> questions, in file order
+    dev: dict[str, tuple[Question, ...]]  # unit -> few-shot pool (dev or validation split)
+    source: str  # where they came from, for the run header (kind:where[@revision])
+
+
+MMLUData = TaskData  # the name before tasks existed
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,7 @@ class QuestionRecord:
     correct: bool
     prompt_sha256: str
     n_tokens: int
+    meta: dict = field(default_factory=dict)  # the question's labels; not written when empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +90,7 @@ class RunHeader:
     backend: str
     num_fewshot: int
     limit: int | None
-    subjects: tuple[str, ...]
+    subjects: tuple[str, ...]  # the task's units
     data_fingerprint: str
     prompt_format: str
     tool_version: str
@@ -91,15 +99,62 @@ class RunHeader:
     sample: int | None = None  # --sample N: a stratified random sample (sampling.py)
     seed: int | None = None  # the sample's seed; None when not a sample
     population: dict = field(default_factory=dict)  # sample runs: subject -> test size
+    task: str = "mmlu"  # tasks.TASKS key
+    task_options: dict = field(default_factory=dict)  # e.g. languages, a Redux subset
+
+
+@dataclass(frozen=True, slots=True)
+class RunFooter:
+    """Last line of a finished records.jsonl: totals and this invocation's timing."""
+
+    questions: int
+    tokens: int
+    wall_seconds: float
+    tokens_per_second: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class GroupResult:
-    """One row of the results table: a subject, a category or the whole of mmlu."""
+    """One row of the results table: a unit, a group of units or the whole task."""
 
     name: str
-    level: int  # 0 = mmlu, 1 = category, 2 = subject
+    level: int  # 0 = the task, 1.. = groups, the deepest = units
     acc: float
     stderr: float
     n: int
-    num_fewshot: int | None = None  # per-subject rows only, as lm-eval prints it
+    num_fewshot: int | None = None  # printed on the rows lm-eval prints it on
+    key: str = ""  # lm-eval's task or group name (results.json key)
+    version: str = ""  # lm-eval's version of that task or group
+    unit: bool = False  # a leaf: one of the task's units
+    group: bool = False  # an lm-eval group of tasks (its Groups table, group_subtasks)
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """A labelled subset's accuracy beside the table (Redux-ok questions, culturally sensitive
+    ones, a normalized score), with a 95% Wilson interval."""
+
+    name: str
+    acc: float
+    n: int
+    low: float
+    high: float
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Everything a report shows, computed once from a run's header and records."""
+
+    task: str
+    title: str  # e.g. "MMLU", "MMLU-Pro"
+    rows: tuple[GroupResult, ...]  # table order
+    acc: float  # the headline estimate (stratified for --sample runs)
+    stderr: float
+    n: int
+    population: int  # questions the estimate stands for
+    chance: float  # mean over questions of 1 / options
+    labels: tuple[str, ...]  # letters used by the run's questions
+    missing: int  # questions with a letter missing from a server's top log-probabilities
+    slices: tuple[Slice, ...] = ()
+    finished: bool = True

@@ -16,6 +16,22 @@ def normal_interval(estimate: float, stderr: float, z: float = Z95) -> tuple[flo
     return estimate - z * stderr, estimate + z * stderr
 
 
+def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a proportion p = correct / n:
+
+        (p + z^2/2n -+ z * sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)
+
+    Unlike the normal interval it is not empty at 0 of n or n of n (lm-eval's stderr is 0
+    there), and it stays inside [0, 1]. NaN for n = 0."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def mcnemar_exact(b: int, c: int) -> float:
     """Exact two-sided McNemar test on the discordant pairs of a paired 2x2 table.
 

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 BLUE, ORANGE, GREY, RED = "#3b6ea8", "#e0873a", "#8a8f98", "#c0392b"
-CATEGORY_COLORS = ("#3b6ea8", "#5a9e6f", "#8e6bb8", "#c9a227")  # humanities, other, social, stem
+# Group colours, cycled: MMLU has 4 categories, MMLU-Pro 14 categories, MMMLU 14 locales.
+PALETTE = ("#3b6ea8", "#5a9e6f", "#8e6bb8", "#c9a227", "#c0622b", "#2a9d8f", "#7a6c5d",
+           "#d14d72", "#4f772d", "#6d597a", "#bc6c25", "#3d5a80")
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 
 

@@ -120,7 +120,7 @@ CASES = [
     ("unknown-subject", _unknown_subject, "unknown subject 'anatomyy'. Did you mean anatomy?"),
     ("limit-zero", _limit("0"), "--limit 0: give a positive number"),
     ("limit-negative", _limit("-3"), "--limit -3: give a positive number"),
-    ("fewshot-over-dev", _shots("6"), "--num-fewshot 6 is more than the 5 dev examples"),
+    ("fewshot-over-dev", _shots("6"), "--num-fewshot 6 is more than the 5 few-shot examples"),
     ("fewshot-negative", _shots("-1"), "--num-fewshot -1: use 0 to 5"),
     ("output-under-a-file", _output_under_file, "cannot write there (Not a directory)"),
     ("output-in-proc", _output_in_proc, "cannot write there ("),

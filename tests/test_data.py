@@ -9,6 +9,7 @@ import pytest
 
 from mmlu_bench import dataset
 from mmlu_bench.errors import DataError, UserError
+from mmlu_bench.tasks.mmlu import CATEGORIES, MMLU, SUBJECTS
 
 ROW = 'What is 2+2?,3,4,5,6,B\n"Quoted, with comma",a,b,c,d,D\n'
 
@@ -22,7 +23,7 @@ def write_folder(root, subjects=("anatomy",), test=ROW, dev=ROW):
 
 
 def test_real_data_has_14042_test_and_285_dev_questions(mmlu_dir):
-    data = dataset.load(str(mmlu_dir), dataset.SUBJECTS)
+    data = dataset.load(str(mmlu_dir), SUBJECTS)
     assert sum(len(v) for v in data.test.values()) == 14042
     assert sum(len(v) for v in data.dev.values()) == 285
     q = data.test["anatomy"][3]
@@ -31,7 +32,7 @@ def test_real_data_has_14042_test_and_285_dev_questions(mmlu_dir):
 
 
 def test_categories_match_lm_eval_sizes():
-    sizes = {c: len(s) for c, s in dataset.CATEGORIES.items()}
+    sizes = {c: len(s) for c, s in CATEGORIES.items()}
     assert sizes == {"stem": 19, "other": 13, "social_sciences": 12, "humanities": 13}
 
 
@@ -84,11 +85,11 @@ def test_missing_subject_file_and_empty_folder(tmp_path):
 
 
 def test_resolve_subjects():
-    assert dataset.resolve_subjects("virology, anatomy") == ("anatomy", "virology")
-    assert len(dataset.resolve_subjects("stem")) == 19
-    assert len(dataset.resolve_subjects(None)) == 57
+    assert MMLU().resolve("virology, anatomy") == ("anatomy", "virology")
+    assert len(MMLU().resolve("stem")) == 19
+    assert len(MMLU().resolve(None)) == 57
     with pytest.raises(UserError, match="unknown subject 'anatomyy'.*Did you mean anatomy"):
-        dataset.resolve_subjects("anatomyy")
+        MMLU().resolve("anatomyy")
 
 
 def test_hub_dataset_from_a_local_cache_offline(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ from mmlu_bench import dataset, prompts
 from mmlu_bench.backends import tokens as tk
 from mmlu_bench.config import RunConfig
 from mmlu_bench.schema import ScoreRequest
+from mmlu_bench.tasks.mmlu import MMLU
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def backend(gguf_path):
 @pytest.fixture(scope="module")
 def five_shot(mmlu_dir):
     data = dataset.load(str(mmlu_dir), ("college_physics", "marketing"))
-    return {s: prompts.build_requests(data.test[s][:4], data.dev[s], 5) for s in data.test}
+    return {s: prompts.build_requests(MMLU(), data.test[s][:4], data, 5) for s in data.test}
 
 
 def scores(backend, requests):

@@ -14,6 +14,7 @@ import pytest
 from mmlu_bench import cli, html_report
 from mmlu_bench.records import RECORDS, read
 from mmlu_bench.schema import QuestionRecord
+from mmlu_bench import summary
 
 from .browser import artifacts, load, screenshot
 
@@ -92,7 +93,7 @@ def test_missing_letters_and_unfinished_runs_render(fake_run):
                             r.loglikelihoods[2:], -1 if i == 0 else r.pred,
                             False if i == 0 else r.correct, r.prompt_sha256, r.n_tokens)
              for i, r in enumerate(records[:20])]
-    page = html_report.render(header, holes, None)
+    page = html_report.render(header, holes, None, summary.build(header, holes, False))
     assert "has not finished" in page
     conf, _ = html_report.confidences(holes)
     assert len(conf) == 19 and all(0.25 <= c <= 1 or math.isclose(c, 1) for c in conf)

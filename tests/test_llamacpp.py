@@ -12,6 +12,7 @@ from mmlu_bench.backends.llamacpp import LlamaCppBackend
 from mmlu_bench.config import RunConfig
 from mmlu_bench.errors import BackendError, ModelError
 from mmlu_bench.records import RECORDS, read
+from mmlu_bench.tasks.mmlu import MMLU
 
 from .conftest import REFERENCE_0SHOT
 
@@ -39,9 +40,9 @@ def backend(gguf_path):
 
 @pytest.fixture(scope="module")
 def fewshot_requests(mmlu_dir):
-    subjects = dataset.resolve_subjects(FEWSHOT_SUBJECTS)
+    subjects = MMLU().resolve(FEWSHOT_SUBJECTS)
     data = dataset.load(str(mmlu_dir), subjects)
-    return [r for s in subjects for r in prompts.build_requests(data.test[s][:3], data.dev[s], 5)]
+    return [r for s in subjects for r in prompts.build_requests(MMLU(), data.test[s][:3], data, 5)]
 
 
 def test_missing_garbage_and_truncated_files_are_model_errors(tmp_path, gguf_path):

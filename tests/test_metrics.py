@@ -9,6 +9,8 @@ import pytest
 
 from mmlu_bench import metrics, report, scoring
 from mmlu_bench.schema import QuestionRecord
+from mmlu_bench import summary
+from mmlu_bench.tasks.mmlu import MMLU
 
 from .conftest import REFERENCE_0SHOT
 
@@ -42,7 +44,7 @@ def test_pooled_stderr_hand_case():
 
 def test_group_accuracy_is_weighted_by_questions_not_subjects():
     records = [rec("anatomy", i, True) for i in range(3)] + [rec("virology", 0, False)]
-    rows = metrics.summarize(records, 0)
+    rows = metrics.summarize(records, MMLU(), 0)
     top = rows[0]
     assert (top.name, top.n) == ("mmlu", 4) and top.acc == pytest.approx(0.75)
     names = [r.name for r in rows]
@@ -59,9 +61,9 @@ def test_reference_run_gives_lm_evals_table_numbers():
         records.append(QuestionRecord(f"{r['subject']}/{r['doc_id']}", r["subject"], r["doc_id"],
                                       r["gold"], tuple(r["loglikelihoods"]), pred,
                                       pred == r["gold"], r["prompt_sha256"], 0))
-    rows = metrics.summarize(records, 0)
-    assert f"{rows[0].acc:.4f}" == "0.2596" and f"{rows[0].stderr:.4f}" == "0.0185"
-    table = report.full_table(rows)
+    s = summary.build({"num_fewshot": 0}, records)
+    assert f"{s.rows[0].acc:.4f}" == "0.2596" and f"{s.rows[0].stderr:.4f}" == "0.0185"
+    table = report.full_table(s)
     lines = table.splitlines()
     # lm-eval 0.4.13's layout: no arrow and no shots on the mmlu row; shots on category rows.
     assert lines[2].startswith("|mmlu ") and lines[2].endswith(

@@ -9,7 +9,8 @@ import pytest
 
 from mmlu_bench import dataset, prompts
 from mmlu_bench.errors import UserError
-from mmlu_bench.schema import Question
+from mmlu_bench.schema import Question, TaskData
+from mmlu_bench.tasks.mmlu import MMLU, SUBJECTS
 
 from .conftest import REFERENCE_0SHOT
 
@@ -27,7 +28,7 @@ LMEVAL_5SHOT_SHA256 = {
 
 @pytest.fixture(scope="module")
 def data(mmlu_dir):
-    return dataset.load(str(mmlu_dir), dataset.SUBJECTS)
+    return dataset.load(str(mmlu_dir), SUBJECTS)
 
 
 def test_zero_shot_prompts_match_lm_eval_for_all_570_reference_questions(data):
@@ -36,15 +37,15 @@ def test_zero_shot_prompts_match_lm_eval_for_all_570_reference_questions(data):
     for ref in reference:
         q = data.test[ref["subject"]][ref["doc_id"]]
         assert q.gold == ref["gold"], ref["doc_id"]
-        assert prompts.sha256(prompts.context(q, ())) == ref["prompt_sha256"], q.qid
+        assert prompts.sha256(prompts.context(MMLU(), q, ())) == ref["prompt_sha256"], q.qid
 
 
 def test_five_shot_prompts_match_lm_eval(data):
     for qid, digest in LMEVAL_5SHOT_SHA256.items():
         subject, index = qid.split("/")
         q = data.test[subject][int(index)]
-        shots = prompts.fewshot(data.dev[subject], 5, subject)
-        assert prompts.sha256(prompts.context(q, shots)) == digest, qid
+        shots = MMLU().shots(data, q, 5)
+        assert prompts.sha256(prompts.context(MMLU(), q, shots)) == digest, qid
 
 
 def test_prompt_shape_on_a_made_up_question():
@@ -53,14 +54,16 @@ def test_prompt_shape_on_a_made_up_question():
     expected = ("The following are multiple choice questions (with answers) about high school us "
                 "history.\n\nHow?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer: B\n\n"
                 "Why?\nA. a\nB. b \nC. <c>\nD. d\nAnswer:")
-    assert prompts.context(q, (shot,)) == expected
-    request = prompts.build_requests((q,), (shot,), 1)[0]
+    data = TaskData({}, {q.subject: (shot,)}, "test")
+    assert prompts.context(MMLU(), q, (shot,)) == expected
+    request = prompts.build_requests(MMLU(), (q,), data, 1)[0]
     assert request.continuations == (" A", " B", " C", " D")
     assert request.qid == "high_school_us_history/0"
 
 
 def test_fewshot_takes_the_first_k_dev_examples_and_refuses_too_many(data):
     dev = data.dev["anatomy"]
-    assert prompts.fewshot(dev, 3, "anatomy") == dev[:3]
-    with pytest.raises(UserError, match="--num-fewshot 6 is more than the 5 dev examples"):
-        prompts.fewshot(dev, 6, "anatomy")
+    q = data.test["anatomy"][0]
+    assert MMLU().shots(data, q, 3) == dev[:3]
+    with pytest.raises(UserError, match="--num-fewshot 6 is more than the 5 few-shot examples"):
+        MMLU().shots(data, q, 6)

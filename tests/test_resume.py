@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from mmlu_bench import prompts, records
+from mmlu_bench import records
 from mmlu_bench.cli import main
 from mmlu_bench.records import RECORDS
+from mmlu_bench.tasks.mmlu import MMLU
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBJECTS = "anatomy,virology"
@@ -132,7 +133,7 @@ def test_header_and_footer_identify_the_run(tmp_path, mmlu_dir):
     header, recs, footer = records.read(out / RECORDS)
     assert (header["model"], header["backend"], header["num_fewshot"], header["limit"]) == (
         "x", "fake", 2, 20)
-    assert header["tool_version"] and header["prompt_format"] == prompts.PROMPT_FORMAT
+    assert header["tool_version"] and header["prompt_format"] == MMLU.prompt_format
     assert len(header["data_fingerprint"]) == 64 and header["started"].endswith("+00:00")
     info = header["backend_info"]
     assert {"device", "dtype", "settings", "data_source", "host"} <= set(info)
@@ -205,7 +206,7 @@ def test_resume_with_a_different_run_is_refused(name, change, expected, tmp_path
     if isinstance(change, list):
         argv += change
     elif change == "prompt":
-        monkeypatch.setattr(prompts, "PROMPT_FORMAT", "some-other-format")
+        monkeypatch.setattr(MMLU, "prompt_format", "some-other-format")
     elif name == "data":
         change(data)
     else:

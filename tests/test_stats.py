@@ -9,6 +9,7 @@ import pytest
 
 from mmlu_bench import dataset, sampling, stats
 from mmlu_bench.schema import Question
+from mmlu_bench.tasks.mmlu import SUBJECTS
 
 
 @pytest.mark.parametrize("b, c, p", [
@@ -61,7 +62,7 @@ def test_allocate_largest_remainder():
 
 
 def test_allocate_on_real_subject_sizes_sums_exactly(mmlu_dir):
-    data = dataset.load(str(mmlu_dir), dataset.SUBJECTS)
+    data = dataset.load(str(mmlu_dir), SUBJECTS)
     sizes = {s: len(q) for s, q in data.test.items()}
     for n in (1, 57, 100, 1000, 14042):
         alloc = stats.allocate(sizes, n)

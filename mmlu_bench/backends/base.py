@@ -1,8 +1,8 @@
-"""The one protocol every backend implements, and the run settings backends read."""
+"""The one protocol every backend implements, and what most backends share."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from ..schema import ChoiceScores, ScoreRequest
@@ -10,23 +10,31 @@ from ..schema import ChoiceScores, ScoreRequest
 if TYPE_CHECKING:
     from ..config import RunConfig
 
+# A unit's requests and the qids among them already recorded (resume).
+Group = tuple[Sequence[ScoreRequest], frozenset[str]]
+
+# info() keys that identify the model: a resume refuses a run recorded with other values.
+RESUME_KEYS = ("device", "dtype", "model_sha256", "model_size", "hub_id", "revision",
+               "model_path", "quantize", "server_model")
+
 
 class Backend(Protocol):
-    """Scores MMLU requests: log P(continuation | context) for each of the four letters.
+    """Scores requests: log P(continuation | context) for each continuation.
 
-    `score` is called once per subject with all of its requests; it yields lists of results as
-    batches finish (in any order: each result carries its qid, and the runner checks that every
-    request is answered exactly once). A backend may also offer `score_groups(groups)`, a
-    list of (requests, skip) per subject answered in one stream, with `accepts_skip` (see
-    hf.py): the runner then hands it every subject at once. Construction loads the model or
-    checks the server, and raises a UserError with a clear message when it cannot give what
-    scoring needs.
+    `score_groups` gets every unit's requests, each with the qids already recorded, and yields
+    lists of results as batches finish (in any order: each result carries its qid, and the
+    runner checks that every unrecorded request is answered exactly once and no recorded one
+    is). Construction loads the model or checks the server, and raises a UserError with a
+    clear message when it cannot give what scoring needs.
     """
 
     name: ClassVar[str]
     # True when every log-likelihood is exact; False for servers that only return top-k
     # alternatives, where a letter can be missing.
     exact: ClassVar[bool]
+    # What it can do: "loglikelihood" (score continuations).
+    capabilities: ClassVar[frozenset[str]]
+    resume_keys: ClassVar[tuple[str, ...]]
 
     def __init__(self, config: RunConfig) -> None: ...
 
@@ -34,6 +42,23 @@ class Backend(Protocol):
         """Device, dtype, model identity: written into the run header."""
         ...
 
-    def score(self, requests: Sequence[ScoreRequest]) -> Iterator[list[ChoiceScores]]: ...
+    def score_groups(self, groups: Iterable[Group]) -> Iterator[list[ChoiceScores]]: ...
 
     def close(self) -> None: ...
+
+
+class UnitScorer:
+    """For backends that score one unit's unrecorded requests at a time (`score`), where
+    batching does not depend on what else was in the unit."""
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({"loglikelihood"})
+    resume_keys: ClassVar[tuple[str, ...]] = RESUME_KEYS
+
+    def score(self, requests: Sequence[ScoreRequest]) -> Iterator[list[ChoiceScores]]:
+        raise NotImplementedError
+
+    def score_groups(self, groups: Iterable[Group]) -> Iterator[list[ChoiceScores]]:
+        for requests, skip in groups:
+            todo = [r for r in requests if r.qid not in skip]
+            if todo:
+                yield from self.score(todo)

@@ -11,11 +11,12 @@ import struct
 from collections.abc import Iterator, Sequence
 
 from ..schema import ChoiceScores, ScoreRequest
+from .base import UnitScorer
 
 BATCH = 16
 
 
-class FakeBackend:
+class FakeBackend(UnitScorer):
     name = "fake"
     exact = True
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 from ..schema import ChoiceScores, ScoreRequest
 from . import lanes, tokens as tk
+from .base import RESUME_KEYS
 from .hf_load import load
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,8 @@ class _Plan:
 class HFBackend:
     name = "hf"
     exact = True
-    # score(requests, skip=qids) plans over all requests and runs only batches with a question
-    # not in skip: a resumed run computes each question in the same batch, bit for bit.
-    accepts_skip = True
+    capabilities = frozenset({"loglikelihood"})
+    resume_keys = RESUME_KEYS
 
     def __init__(self, config) -> None:
         import torch
@@ -104,9 +104,10 @@ class HFBackend:
 
     def score_groups(self, groups: Iterable[tuple[Sequence[ScoreRequest], frozenset[str]]]
                      ) -> Iterator[list[ChoiceScores]]:
-        """score() of several subjects in one stream: on a multi-core CPU the next subject's
-        prefix pass runs beside this subject's last batches (lanes.py). Each subject is
-        planned (tokenized) when its turn comes."""
+        """Every unit in one stream: on a multi-core CPU the next unit's prefix pass runs
+        beside this unit's last batches (lanes.py). Each unit is planned (tokenized) when its
+        turn comes, over all its requests, and only batches holding a question not in its
+        skip set run: a resumed run computes each question in the same batch, bit for bit."""
         # Only each subject's collector outlives its batches (rows and caches are freed as
         # subjects finish: memory stays flat over a full run); it forgets finished questions.
         checks: list[tuple[tk.Collector, frozenset[str]]] = []

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ..errors import BackendError
 from ..schema import ChoiceScores, ScoreRequest
+from .base import UnitScorer
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ def _retry_after(e: urllib.error.HTTPError) -> float | None:
         return None
 
 
-class ServerBackend:
+class ServerBackend(UnitScorer):
     """What openai: and ollama: share: one POST per question, `concurrency` at a time, each
     letter's log-likelihood read from the top alternatives of the one generated token."""
 

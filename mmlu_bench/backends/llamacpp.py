@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import BackendError, ModelError
 from ..schema import ChoiceScores, ScoreRequest
 from . import tokens as tk
+from .base import UnitScorer
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 YIELD_EVERY = 16
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(UnitScorer):
     name = "gguf"
     exact = True
 

@@ -85,6 +85,8 @@ class OllamaBackend(ServerBackend):
     name = "ollama"
     exact = False  # top-k only: a letter outside the top 20 is recorded as missing
     path = "/api/generate"
+    # A model pulled again under the same name is another model: its digest must match.
+    resume_keys = ServerBackend.resume_keys + ("model_digest",)
 
     def __init__(self, config) -> None:
         self.base = ollama_host(os.environ.get("OLLAMA_HOST"))

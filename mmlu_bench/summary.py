@@ -1,0 +1,37 @@
+"""records -> Summary: everything a report shows, computed once per run from the records.
+
+Every format (the terminal table, markdown, results.json, the HTML page) and `compare` render a
+Summary; none recomputes a number on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from . import metrics, sampling, tasks
+from .schema import LETTERS, QuestionRecord, Summary
+from .tasks.base import Task
+
+
+def task_of(header: dict) -> Task:
+    """The task a run asked (runs from before tasks existed are MMLU)."""
+    return tasks.get(header.get("task", "mmlu"), **header.get("task_options", {}))
+
+
+def build(header: dict, records: Sequence[QuestionRecord], finished: bool = True) -> Summary:
+    task = task_of(header)
+    rows = metrics.summarize(records, task, header["num_fewshot"])
+    est = sampling.overall(header, records, rows)
+    widest = max((len(r.loglikelihoods) for r in records), default=4)
+    chance = (sum(1 / len(r.loglikelihoods) for r in records) / len(records)
+              if records else math.nan)
+    return Summary(task=task.name, title=task.title, rows=tuple(rows), acc=est.acc,
+                   stderr=est.stderr, n=est.n, population=est.population, chance=chance,
+                   labels=LETTERS[:widest], missing=missing_letters(records),
+                   slices=tuple(task.slices(records)) if records else (), finished=finished)
+
+
+def missing_letters(records: Sequence[QuestionRecord]) -> int:
+    """Questions where a server's top log-probabilities left out at least one letter."""
+    return sum(1 for r in records if any(ll is None for ll in r.loglikelihoods))

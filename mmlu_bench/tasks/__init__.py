@@ -1,0 +1,31 @@
+"""Tasks (what is asked), picked from a plain table. Imports are lazy, as for backends.
+
+A new benchmark is a module here and a row in TASKS.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .base import Task
+
+# --task name -> (module, class, one line for `mmlu-bench tasks`)
+TASKS: dict[str, tuple[str, str, str]] = {
+    "mmlu": ("mmlu_bench.tasks.mmlu", "MMLU",
+             "MMLU, 57 subjects, as lm-eval's `mmlu` (log-likelihood of A-D)"),
+}
+
+
+def get(name: str, **options) -> Task:
+    """The task called `name`, built with its options (e.g. languages)."""
+    if name not in TASKS:
+        close = difflib.get_close_matches(name, list(TASKS), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"--task {name!r}: no such task.{hint} `mmlu-bench tasks` lists them.")
+    module, cls, _ = TASKS[name]
+    return getattr(importlib.import_module(module), cls)(**options)
