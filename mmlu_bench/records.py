@@ -29,7 +29,10 @@ def header_json(header: RunHeader) -> dict:
 
 
 def _record_line(r: QuestionRecord) -> str:
-    return json.dumps(dataclasses.asdict(r), ensure_ascii=False) + "\n"
+    d = dataclasses.asdict(r)
+    if not d["meta"]:
+        del d["meta"]  # a question without labels (MMLU) is written as it always was
+    return json.dumps(d, ensure_ascii=False) + "\n"
 
 
 def _parse_record(d: dict) -> QuestionRecord:

@@ -23,5 +23,5 @@ def record(question: Question, scores: ChoiceScores, prompt_sha256: str) -> Ques
     return QuestionRecord(
         qid=question.qid, subject=question.subject, index=question.index, gold=question.gold,
         loglikelihoods=scores.loglikelihoods, pred=pred, correct=pred == question.gold,
-        prompt_sha256=prompt_sha256, n_tokens=scores.n_tokens,
+        prompt_sha256=prompt_sha256, n_tokens=scores.n_tokens, meta=dict(question.meta),
     )
