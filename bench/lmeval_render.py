@@ -11,7 +11,6 @@ HFLM.apply_chat_template with a transformers tokenizer loaded from the GGUF (as 
 and for filters the task's own filter ensembles and process_results (exact_match).
 """
 
-import copy
 import hashlib
 import json
 import pathlib

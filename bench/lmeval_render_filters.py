@@ -21,6 +21,7 @@ RESPONSES = [
     "The answer is $\\boxed{B}$", "Answer:B", "Réponse : B", "Antwort: A\nAntwort: C",
     "答案：Ｃ", "   \n  ", "C) Earth", "I'd say (E)", "The answer is (J).",
     "The answer is (B)\n\nQuestion: next one", "B) Venus\nA) Mars", "(b) venus",
+    "answer is B\nSo the answer is (B).", "The answer is  B.", "Answer: b", "（B）",
 ]
 
 PLANETS = ["Mars", "Venus", "Earth", "Jupiter"]
