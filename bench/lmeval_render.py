@@ -146,7 +146,8 @@ def case_list() -> list[dict]:
     plain = [("mmlu_anatomy", (0, 2)), ("leaderboard_mmlu_pro", (0, 2)),
              ("mmlu_pro_biology", (0, 2)), ("mmmlu_de_de_anatomy", (0, 2)),
              ("global_mmlu_en_stem", (0, 2)), ("global_mmlu_full_en_anatomy", (0, 2)),
-             ("mmlu_anatomy_generative", (0, 2)), ("mmlu_flan_cot_zeroshot_anatomy", (0,))]
+             ("mmlu_anatomy_generative", (0, 2)), ("mmlu_flan_cot_zeroshot_anatomy", (0,)),
+             ("mmlu_redux_anatomy_generative", (0,))]
     cases = [(name, k, opts()) for name, ks in plain for k in ks]
     cases += [("mmlu_anatomy", 0, opts(chat=True, multiturn=True)),
               ("mmlu_anatomy", 2, opts(chat=True, multiturn=True)),
