@@ -144,7 +144,8 @@ def test_semicolons_odd_headers_and_answer_forms(tmp_path):
 
 def test_cp1252_file_and_reordered_columns(tmp_path):
     text = ("question,choices,answer,correct_answer,error_type,source,potential_reason\n"
-            "\"It\u2019s a caf\u00e9, isn\u2019t it?\",\"['yes', 'no', 'maybe', \"\"can't say\"\"]\","
+            "\"It\u2019s a caf\u00e9, isn\u2019t it?\","
+            "\"['yes', 'no', 'maybe', \"\"can't say\"\"]\","
             "3,A,bad_question_clarity,,\n")
     [row] = redux.parse_file(write(tmp_path, "mmlu_cafes.csv", text, "cp1252"))
     assert row.question == "It\u2019s a caf\u00e9, isn\u2019t it?"
