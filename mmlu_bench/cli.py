@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run_parser(sub)
+    _results_parsers(sub)
+    return parser
+
+
+def _results_parsers(sub) -> None:
+    """The commands that read run folders, and the two that list what is available."""
     rep = _subparser(sub, "report", "re-print the table of a run folder from its records",
                      "Rebuild a run's results from its records.jsonl and print them (an "
                      "unfinished run\nshows what it has so far).",
@@ -123,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="the first is the baseline")
     cmp.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     runs = _subparser(sub, "runs", "list the run folders under a folder",
-                      "List the run folders under a folder: model, backend, shots, accuracy, state.",
+                      "List the run folders under a folder: model, backend, shots, accuracy, "
+                      "state.",
                       "mmlu-bench runs runs --sort acc")
     runs.add_argument("root", nargs="?", default="runs", help="default: ./runs")
     runs.add_argument("--sort", default="date", choices=["acc", "date", "model"])
@@ -133,7 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
     _subparser(sub, "subjects", "list the 57 subjects by category",
                "List MMLU's 57 subjects by category; --subjects takes either names.",
                "mmlu-bench subjects")
-    return parser
 
 
 def cmd_run(args: argparse.Namespace) -> int:

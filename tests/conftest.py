@@ -32,7 +32,7 @@ def require(present: bool, missing: str) -> None:
     """Skip (outside CI) or fail (in CI) with `missing` unless the prerequisite is present."""
     if present:
         return
-    if os.environ.get("CI"):
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
         pytest.fail(f"CI needs {missing}", pytrace=False)
     pytest.skip(f"needs {missing}")
 
