@@ -58,7 +58,7 @@ SERVER_PACKAGES = ["sse-starlette", "starlette-context", "pydantic-settings", "f
                    "uvicorn"]
 CHECK_MODULES = {"lm_eval": "lm_eval", "torch": "torch", "transformers": "transformers",
                  "gguf": "gguf", "accelerate": "accelerate", "sentencepiece": "sentencepiece"}
-REFERENCE = SHARED / "reference" / "lmeval-0.4.13_smollm2-135m-instruct-q4_1_mmlu_0shot_limit10.jsonl"
+REFERENCE = REPO / "tests" / "fixtures" / "lmeval-0.4.13_smollm2-135m-instruct-q4_1_mmlu_0shot_limit10.jsonl"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MIB = 1024 * 1024
 

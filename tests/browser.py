@@ -12,12 +12,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .conftest import require
+
 INSTALL = "apt-get update && apt-get install -y chromium"
 
 
 def executable() -> str:
     path = shutil.which("chromium")
-    assert path, f"the HTML tests need real Chromium: {INSTALL}"
+    require(path is not None, f"real Chromium for the HTML report tests: {INSTALL}")
     return path
 
 

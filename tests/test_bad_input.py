@@ -6,6 +6,7 @@ Most rows need no model (`--model fake:x`); the model-loading rows go through tr
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import shutil
 import struct
@@ -15,6 +16,8 @@ import pytest
 
 from mmlu_bench import records
 from mmlu_bench.cli import main
+
+from .conftest import require
 
 SUBJECT = "anatomy"
 
@@ -239,7 +242,8 @@ MODEL_CASES = [
 
 @pytest.mark.parametrize("name,make,expected", MODEL_CASES, ids=[c[0] for c in MODEL_CASES])
 def test_broken_model_gets_one_clear_line(name, make, expected, tmp_path, mmlu_dir, capsys):
-    pytest.importorskip("transformers")
+    require(importlib.util.find_spec("transformers") is not None,
+            "transformers: pip install 'mmlu-bench[hf]'")
     data = data_copy(tmp_path, mmlu_dir)
     line = fails(run_argv(tmp_path, data, model=make(tmp_path)), capsys)
     assert expected in line

@@ -1,7 +1,7 @@
-"""End to end on the real SmolLM2 model through transformers: lm-eval 0.4.13's own numbers.
+"""End to end on the demo model (SmolLM2 through transformers): lm-eval 0.4.13's own numbers.
 
-The reference file holds lm-eval's per-question output for exactly this setting (0-shot,
---limit 10, fp32 on CPU, the Q4_1 GGUF dequantized by transformers).
+The reference file (tests/fixtures) holds lm-eval's per-question output for exactly this setting
+(0-shot, --limit 10, fp32 on CPU, the Q4_1 GGUF dequantized by transformers).
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from .conftest import REFERENCE_0SHOT
 @pytest.fixture(scope="module")
 def zero_shot_run(tmp_path_factory, gguf_path, mmlu_dir):
     out = tmp_path_factory.mktemp("hf0")
-    code = cli.main(["run", "--model", f"hf:{gguf_path}", "--data-dir", str(mmlu_dir),
+    # `--model demo` is this GGUF on the hf backend: a newcomer's first run gives lm-eval's numbers.
+    code = cli.main(["run", "--model", "demo", "--data-dir", str(mmlu_dir),
                      "--limit", "10", "--output", str(out), "--no-progress"])
     assert code == 0
     return out
 
 
-def test_matches_lm_eval_question_by_question(zero_shot_run):
+def test_matches_lm_eval_question_by_question(zero_shot_run, gguf_path):
     header, recs, footer = records.read(zero_shot_run / records.RECORDS)
     reference = {f"{r['subject']}/{r['doc_id']}": r
                  for r in map(json.loads, REFERENCE_0SHOT.open())}
@@ -38,6 +39,8 @@ def test_matches_lm_eval_question_by_question(zero_shot_run):
         worst = max(worst, *(abs(a - b) for a, b in zip(r.loglikelihoods, ref["loglikelihoods"],
                                                          strict=True)))
     assert worst < 1e-4, f"max |loglikelihood difference| {worst:.2e}"
+    assert (header["model"], header["backend"]) == ("demo", "hf")
+    assert header["backend_info"]["model_file"] == gguf_path.name
     assert header["backend_info"]["dtype"] == "float32"
     assert header["backend_info"]["device"] == "cpu"
     assert footer["questions"] == 570

@@ -100,7 +100,7 @@ def test_missing_letters_and_unfinished_runs_render(fake_run):
     assert [c.get("id") for c in svgs(page)] == list(CHARTS)
 
 
-def test_chromium_detects_console_errors(tmp_path):
+def test_chromium_detects_console_errors(chromium, tmp_path):
     """The check below can fail: a page with a bad SVG attribute and a script error."""
     bad = tmp_path / "bad.html"
     bad.write_text('<!DOCTYPE html><svg><rect width="NaN" height="-1"/></svg>'
@@ -121,13 +121,13 @@ def check_in_chromium(run_dir, tmp_path, name: str, min_bars: int) -> str:
     return dom
 
 
-def test_fake_run_report_in_chromium(fake_run, tmp_path):
+def test_fake_run_report_in_chromium(chromium, fake_run, tmp_path):
     dom = check_in_chromium(fake_run, tmp_path, "report-fake", 57 + 4 + 1 + 8)
     assert "Expected calibration error" in dom
 
 
 @pytest.mark.slow
-def test_real_smollm2_report_in_chromium(smollm2_runs, tmp_path):
+def test_real_smollm2_report_in_chromium(chromium, smollm2_runs, tmp_path):
     zero, _ = smollm2_runs
     dom = check_in_chromium(zero, tmp_path, "report-smollm2-0shot", 2 + 2 + 1 + 8)
     assert "SmolLM2-135M-Instruct.Q4_1.gguf" in dom and "anatomy" in dom

@@ -16,7 +16,7 @@ from mmlu_bench.tasks.mmlu import MMLU
 
 from .conftest import REFERENCE_0SHOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("llama_cpp")]
 # One thread: llama.cpp's OpenMP threads spin-wait for each other, and on two cores shared with
 # other work two threads ran 2-4x slower than one.
 THREADS = 1

@@ -49,14 +49,14 @@ def short_retries():
 
 
 @pytest.fixture(scope="module")
-def llama_server(gguf_path, tmp_path_factory):
+def llama_server(llama_cpp, mmlu_dir, gguf_path, tmp_path_factory):
     server = LlamaCppServer(gguf_path, tmp_path_factory.mktemp("llama") / "server.log")
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def make_scorer(gguf_path):
+def make_scorer(llama_cpp, mmlu_dir, gguf_path):
     """The model loads at the first generation: most start-up refusals never need it."""
     return functools.cache(lambda: Scorer(gguf_path))
 

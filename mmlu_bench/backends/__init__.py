@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import demo
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ BACKENDS: dict[str, tuple[str, str, str, str]] = {
     "fake": ("mmlu_bench.backends.fake", "FakeBackend", "nothing (dry runs and tests)",
              "nothing to install"),
 }
+# Backends that can run the demo model's GGUF file (`--model demo`).
+DEMO_BACKENDS = ("hf", "gguf")
 # Python packages whose presence `mmlu-bench backends` checks.
 REQUIRES: dict[str, tuple[str, ...]] = {
     "hf": ("torch", "transformers"), "gguf": ("llama_cpp",), "openai": (), "ollama": (), "fake": (),
@@ -33,15 +36,29 @@ REQUIRES: dict[str, tuple[str, ...]] = {
 
 
 def parse_model(spec: str) -> tuple[str, str]:
-    """'[backend:]model' -> (backend, model). No prefix: a .gguf file means gguf, else hf."""
+    """'[backend:]model' -> (backend, model). No prefix: a .gguf file means gguf, else hf.
+
+    `demo` (or hf:demo, gguf:demo) is the demo model; it stays "demo" here, so the default run
+    folder reads runs/hf_demo_0shot, and create() swaps in its file."""
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in BACKENDS:
         if not rest:
             raise ConfigError(f"--model {spec!r} names no model after '{prefix}:'.")
-        return prefix, rest
-    if spec.lower().endswith(".gguf"):
-        return "gguf", spec
-    return "hf", spec
+        backend, model = prefix, rest
+    elif sep and _looks_like_prefix(prefix) and not Path(spec).expanduser().exists():
+        # Without this, `nope:x` would go to the hub as a model id and fail there, obscurely.
+        raise ConfigError(f"--model {spec!r}: unknown backend {prefix + ':'!r}; use one of "
+                          f"{', '.join(b + ':' for b in BACKENDS)} (see `mmlu-bench backends`).")
+    else:
+        backend, model = ("gguf" if spec.lower().endswith(".gguf") else "hf"), spec
+    if model == demo.NAME and backend in DEMO_BACKENDS:
+        demo.demo_gguf()  # missing: say how to install it now, not after loading the data
+    return backend, model
+
+
+def _looks_like_prefix(prefix: str) -> bool:
+    """A word before ':' (not C: of C:\\path, nor ./dir of ./dir:x, nor a hub id's org/)."""
+    return len(prefix) > 1 and prefix.replace("-", "").replace("_", "").isalnum()
 
 
 def available(name: str) -> bool:
@@ -52,6 +69,8 @@ def create(config: RunConfig) -> Backend:
     module, cls, needs, install = BACKENDS[config.backend]
     if not available(config.backend):
         raise ConfigError(f"the {config.backend}: backend needs {needs}: {install}")
+    if config.model == demo.NAME and config.backend in DEMO_BACKENDS:
+        config = config.with_(model=str(demo.demo_gguf()))
     return getattr(importlib.import_module(module), cls)(config)
 
 
