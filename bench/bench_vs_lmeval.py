@@ -231,7 +231,11 @@ def report(args, task, results: dict, per_q: dict, summary: dict) -> None:
     for backend in ("hf", "gguf"):
         lm, mb = results.get(f"lmeval-{backend}"), results.get(f"mmlu-bench-{backend}")
         if lm and mb and lm.status == mb.status == "ok":
-            cmp = compare(per_q[f"lmeval-{backend}"], per_q[f"mmlu-bench-{backend}"])
+            try:
+                cmp = compare(per_q[f"lmeval-{backend}"], per_q[f"mmlu-bench-{backend}"])
+            except ValueError as e:  # a tool named a question twice: ids cannot be matched
+                print(f"\n!! {backend}: the questions cannot be matched: {e}")
+                cmp = None
             summary["comparisons"][backend] = print_comparison(
                 f"lm-eval / mmlu-bench, {backend}", lm, mb, cmp)
     task.checks(results, per_q, summary)

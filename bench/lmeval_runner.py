@@ -206,8 +206,19 @@ def _question(qid, s: dict) -> tuple[dict, list]:
     assert len({c for c, _ in args}) == 1, f"{qid}: lm-eval used different contexts per choice"
     lls = [float(r[0]) for r in s["filtered_resps"]]
     assert len(lls) == len(args), f"{qid}: {len(lls)} responses to {len(args)} requests"
-    return ({"id": qid, "lls": lls, "pred": argmax(lls), "gold": int(s["target"]),
+    return ({"id": qid, "lls": lls, "pred": argmax(lls), "gold": _gold(qid, s["target"], args),
              "prompt_sha256": sha256(args[0][0])}, args)
+
+
+def _gold(qid, target, args: list) -> int:
+    """The gold choice's index. lm-eval logs doc_to_target's value: an index for `mmlu`, the
+    answer letter for `leaderboard_mmlu_pro` (then its index among the choices, as lm-eval
+    finds it; each continuation is the choice after the target delimiter " ")."""
+    if isinstance(target, int) or str(target).isdigit():
+        return int(target)
+    choices = [continuation.strip() for _, continuation in args]
+    assert target in choices, f"{qid}: target {target!r} is none of the choices {choices}"
+    return choices.index(target)
 
 
 def read_samples(out_dir: Path, pattern: re.Pattern, make_id) -> tuple[list, list]:

@@ -124,7 +124,8 @@ def run_mmlu_bench(args, task, run_dir: Path, backend: str, limit: int, counter,
     r.model_input_tokens = sum(q["n_tokens"] or 0 for q in questions)
     r.tool_reported_s = _float((footer or {}).get("wall_seconds"))
     r.tool_reported_what = "mmlu-bench's scoring time (records footer)"
-    _read_acc(r, json.loads((out / "results.json").read_text()), task)
+    results = out / "results.json"
+    _read_acc(r, json.loads(results.read_text()) if results.is_file() else {}, task)
     r.warning = degenerate(questions)
     fill_rates(r)
     return r, questions

@@ -126,7 +126,8 @@ def test_read_samples_mmlu_pro_layout(tmp_path):
     runner = _load("lmeval_runner")
     tasks_dir = tmp_path / "out" / "model"
     tasks_dir.mkdir(parents=True)
-    lines = [_sample(0, "Q0?\nA. x\nB. y\nC. z\nAnswer:", [-3.0, -1.0, -2.0], 1),
+    # leaderboard_mmlu_pro logs the answer letter as its target; mmlu logs the index
+    lines = [_sample(0, "Q0?\nA. x\nB. y\nC. z\nAnswer:", [-3.0, -1.0, -2.0], "C"),
              _sample(5, "Q5?\nA. x\nAnswer:", [-1.0] * 9 + [-0.5], 9)]
     name = "samples_leaderboard_mmlu_pro_2026-01-01T00-00-00.000000.jsonl"
     (tasks_dir / name).write_text("".join(json.dumps(s) + "\n" for s in lines))
@@ -135,6 +136,7 @@ def test_read_samples_mmlu_pro_layout(tmp_path):
     questions, requests = runner.read_samples(tmp_path / "out", pattern, lambda m, d: int(d))
     assert [x["id"] for x in questions] == [0, 5]
     assert questions[0]["lls"] == [-3.0, -1.0, -2.0] and questions[0]["pred"] == 1
+    assert [x["gold"] for x in questions] == [2, 9]
     assert questions[1]["pred"] == 9 and len(requests[1][1]) == 10
     assert questions[0]["prompt_sha256"] == agreement.sha256(lines[0]["arguments"]
                                                              ["gen_args_0"]["arg_0"])
