@@ -63,9 +63,13 @@ def write_task_dir(lm_eval_dir: Path, data_dir: Path, subjects: list[str], dest:
     (dest / TEMPLATE).write_text(
         _dump(template) + f"process_docs: !function {HELPER.stem}.process_docs\n",
         encoding="utf-8")
+    groups = _write_subjects(src, data_dir, set(subjects), dest)
+    return _write_groups(src, groups, dest)
 
-    wanted = set(subjects)
-    groups: dict[str, list[str]] = {}  # tag (e.g. mmlu_stem_tasks) -> subject task names
+
+def _write_subjects(src: Path, data_dir: Path, wanted: set[str], dest: Path) -> dict:
+    """One YAML per chosen subject; returns {tag (e.g. mmlu_stem_tasks): [subject tasks]}."""
+    groups: dict[str, list[str]] = {}
     for path in sorted(src.glob("mmlu_*.yaml")):
         cfg = _load(path)
         subject = cfg["dataset_name"]
@@ -82,7 +86,11 @@ def write_task_dir(lm_eval_dir: Path, data_dir: Path, subjects: list[str], dest:
     missing = wanted - {t.removeprefix("mmlu_") for ts in groups.values() for t in ts}
     if missing:
         raise SystemExit(f"lm-eval's mmlu task has no subject(s) {sorted(missing)}")
+    return groups
 
+
+def _write_groups(src: Path, groups: dict, dest: Path) -> dict:
+    """The category groups that have a chosen subject, and the top `mmlu` group over them."""
     top = _load(src / "_mmlu.yaml")
     kept, tree = [], {}
     for group_name in top["task"]:
