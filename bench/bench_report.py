@@ -127,7 +127,7 @@ def reference_check(name: str, questions: list[dict], ref: list[dict],
 
 def expected_tree(subjects: list[str]) -> dict[str, list[str]]:
     """mmlu -> categories -> subjects, from mmlu-bench's table of lm-eval's grouping."""
-    from mmlu_bench.dataset import CATEGORY_OF
+    from mmlu_bench.tasks.mmlu import CATEGORY_OF
 
     tree: dict[str, list[str]] = {"mmlu": []}
     for s in subjects:

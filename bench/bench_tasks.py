@@ -34,9 +34,9 @@ class Mmlu:
 
     def __init__(self, args) -> None:
         self.args = args
-        from mmlu_bench.dataset import resolve_subjects
+        from mmlu_bench.tasks.mmlu import MMLU
 
-        self.subjects = list(resolve_subjects(args.subjects))
+        self.subjects = list(MMLU().resolve(args.subjects))
 
     def describe(self) -> str:
         return f"{len(self.subjects)} subjects"

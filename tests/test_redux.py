@@ -14,6 +14,7 @@ import pytest
 from mmlu_bench import dataset, redux
 from mmlu_bench.errors import DataError
 from mmlu_bench.schema import Question
+from mmlu_bench.tasks.mmlu import SUBJECTS
 
 ROOT = Path(__file__).resolve().parent.parent
 REDUX_DIR = ROOT.parent / "shared" / "data" / "mmlu-redux"
@@ -56,7 +57,7 @@ def test_every_authors_file_parses(redux_rows):
         rows = redux.parse_file(f)
         assert [r.row for r in rows] == list(range(100)), f
         assert {r.subject for r in rows} == {f.stem.removeprefix("mmlu_")}
-    assert sorted({r.subject for r in redux_rows}) == list(dataset.SUBJECTS)
+    assert sorted({r.subject for r in redux_rows}) == list(SUBJECTS)
     assert Counter(r.error_type for r in redux_rows) == ERROR_TOTALS
     virology = [r for r in redux_rows if r.subject == "virology"]
     assert sum(r.error_type == "ok" for r in virology) == 43  # the paper's 57% errors
@@ -70,7 +71,7 @@ def test_join_ties_at_least_5690_rows(built, redux_rows):
     assert len(result.links) == 5700
     assert counts["exact"] + counts["duplicate"] + counts["fuzzy"] >= 5690, counts
     assert counts == {"exact": 5658, "duplicate": 34, "fuzzy": 6, "none": 2}
-    mmlu = dataset.load(str(MMLU_DIR), dataset.SUBJECTS).test
+    mmlu = dataset.load(str(MMLU_DIR), SUBJECTS).test
     for link in result.links:
         assert (link.match == "none") == (not link.mmlu_indices)
         assert bool(link.note) == (link.match != "exact") or link.match == "duplicate"
