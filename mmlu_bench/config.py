@@ -17,6 +17,7 @@ class RunConfig:
     backend: str = "hf"
     task: str = "mmlu"  # tasks.TASKS key
     languages: str | None = None  # multilingual tasks: comma-separated locales
+    format: str = "plain"  # formats.FORMATS key: how the task is asked
     data_dir: str | None = None
     subjects: str | None = None  # comma-separated subjects or categories; None = all 57
     num_fewshot: int = 0
@@ -57,8 +58,15 @@ class RunConfig:
         options = {"languages": self.languages} if self.languages else {}
         return tasks.get(self.task, **options)
 
+    def format_spec(self):
+        """The prompt format this run uses."""
+        from . import formats
+
+        return formats.get(self.format)
+
     def checked(self) -> RunConfig:
         self.task_spec()  # an unknown task or option is an error before any work
+        self.format_spec()
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit {self.limit}: give a positive number of questions per "
                               "subject, or leave it out for the full test set.")

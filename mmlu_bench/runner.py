@@ -36,6 +36,7 @@ class Plan:
     """Everything decided before the model loads: questions, requests, where to write."""
 
     task: Task
+    prompt_format: str  # the format's identity of the task's prompts
     subjects: tuple[str, ...]  # the task's units
     questions: dict[str, Question]  # qid -> question, in canonical order
     requests: dict[str, list[ScoreRequest]]  # subject -> requests
@@ -55,7 +56,7 @@ class Outcome:
 
 
 def plan(config: RunConfig) -> Plan:
-    task = config.task_spec()
+    task, fmt = config.task_spec(), config.format_spec()
     units = task.resolve(config.subjects)
     data = task.load(config.data_dir, units)
     tests = _selection(task, data, units, config)
@@ -65,13 +66,13 @@ def plan(config: RunConfig) -> Plan:
     for unit in units:
         test = tests.get(unit, ())
         questions.update((q.qid, q) for q in test)
-        requests[unit] = prompts.build_requests(task, test, data, config.num_fewshot)
+        requests[unit] = fmt.requests(task, test, data, config.num_fewshot)
         used += _shots_used(task, data, test, config.num_fewshot) + list(test)
     out_dir = config.output_dir()
     _check_writable(out_dir)
     population = {u: len(data.test[u]) for u in units} if config.sample else {}
-    return Plan(task, units, questions, requests, dataset.fingerprint(used), out_dir,
-                data.source, population)
+    return Plan(task, fmt.prompt_format(task), units, questions, requests,
+                dataset.fingerprint(used), out_dir, data.source, population)
 
 
 def _selection(task, data, units: tuple[str, ...], config: RunConfig) -> dict[str, tuple]:
@@ -114,7 +115,7 @@ def make_header(config: RunConfig, p: Plan, info: dict) -> RunHeader:
     return RunHeader(
         model=config.model, backend=config.backend, num_fewshot=config.num_fewshot,
         limit=config.limit, subjects=p.subjects, data_fingerprint=p.fingerprint,
-        prompt_format=p.task.prompt_format, tool_version=__version__,
+        prompt_format=p.prompt_format, tool_version=__version__,
         backend_info={**info, "settings": config.public(), "data_source": p.source,
                       "host": _host()},
         started=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,0 +1,29 @@
+"""Prompt formats (how a task is asked), picked from a plain table, as tasks and backends are.
+
+A format turns a task's questions into the requests a backend answers: lm-eval's plain prompt
+scored by log-likelihood (the default), and so on. A new format is a module here and a row.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .base import Format
+
+# name -> (module, class, one line for `mmlu-bench run --help`)
+FORMATS: dict[str, tuple[str, str, str]] = {
+    "plain": ("mmlu_bench.formats.plain", "Plain",
+              "lm-eval's prompt, the letters scored by log-likelihood (default)"),
+}
+
+
+def get(name: str, **settings) -> Format:
+    if name not in FORMATS:
+        raise ConfigError(f"--format {name!r}: no such prompt format; use one of "
+                          f"{', '.join(FORMATS)}.")
+    module, cls, _ = FORMATS[name]
+    return getattr(importlib.import_module(module), cls)(**settings)
