@@ -29,24 +29,26 @@ def _explain(repo_id: str, kind: str, error: Exception) -> str:
     return f"{repo_id}: hub download failed ({type(error).__name__}); check the name and network."
 
 
-def download_dataset(repo_id: str, patterns: list[str]) -> Path:
-    """Snapshot of a dataset repo from the hub cache (downloading what is missing)."""
-    return _snapshot(repo_id, "dataset", patterns, DataError)
+def download_dataset(repo_id: str, patterns: list[str], revision: str | None = None) -> Path:
+    """Snapshot of a dataset repo from the hub cache (downloading what is missing), at a
+    pinned revision where the task gives one (datasets are revised under the same name)."""
+    return _snapshot(repo_id, "dataset", patterns, DataError, revision)
 
 
 def download_model(repo_id: str, patterns: list[str] | None = None) -> Path:
     return _snapshot(repo_id, "model", patterns, ModelError)
 
 
-def _snapshot(repo_id: str, kind: str, patterns, error_type) -> Path:
+def _snapshot(repo_id: str, kind: str, patterns, error_type, revision: str | None = None) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, repo_type=kind, allow_patterns=patterns))
+        return Path(snapshot_download(repo_id, repo_type=kind, allow_patterns=patterns,
+                                      revision=revision))
     except Exception as first:  # noqa: BLE001 - every hub failure gets one explained line
         # No network but a complete cached snapshot: use it, as HF_HUB_OFFLINE=1 would.
         try:
             return Path(snapshot_download(repo_id, repo_type=kind, allow_patterns=patterns,
-                                          local_files_only=True))
+                                          revision=revision, local_files_only=True))
         except Exception:  # noqa: BLE001
             raise error_type(_explain(repo_id, kind, first)) from None
