@@ -127,25 +127,12 @@ def make_header(config: RunConfig, p: Plan, info: dict) -> RunHeader:
 def _host() -> dict:
     import platform
 
+    from .versions import NUMERIC, installed
+
+    # Recorded (libraries whose version can move a log-likelihood), not checked on resume.
     return {"system": platform.system(), "release": platform.release(),
             "machine": platform.machine(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "packages": _versions(PACKAGES)}
-
-
-# Libraries whose version can move a log-likelihood: recorded, not checked on resume.
-PACKAGES = ("torch", "transformers", "llama_cpp_python", "numpy")
-
-
-def _versions(names: tuple[str, ...]) -> dict:
-    from importlib import metadata
-
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
+            "cpus": os.cpu_count(), "packages": installed(NUMERIC + ("numpy",))}
 
 
 def resume_check(path: Path, header: RunHeader, resume_keys: tuple[str, ...]
