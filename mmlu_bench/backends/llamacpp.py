@@ -13,6 +13,7 @@ Speed without changing a number:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -128,13 +129,43 @@ def _load(path: Path, config):
 
     try:
         # n_threads alone would leave prompt evaluation (all of scoring) on every core.
-        return Llama(model_path=str(path), n_gpu_layers=config.n_gpu_layers,
-                     n_threads=config.threads, n_threads_batch=config.threads,
-                     n_ctx=config.ctx_size, logits_all=False, verbose=False)
+        with _without_amx():
+            return Llama(model_path=str(path), n_gpu_layers=config.n_gpu_layers,
+                         n_threads=config.threads, n_threads_batch=config.threads,
+                         n_ctx=config.ctx_size, logits_all=False, verbose=False)
     except (ValueError, RuntimeError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{path}: llama.cpp could not load it ({first[:200]}); the file may "
                          "be truncated or corrupt.") from None
+
+
+@contextlib.contextmanager
+def _without_amx():
+    """On a CPU with AMX, load without llama.cpp's extra weight layouts (AMX tiles, repacked).
+
+    llama-cpp-python 0.3.36 segfaulted in ggml_backend_amx_mul_mat at the first evaluation of
+    SmolLM2 Q4_1 on an AMX CPU (AMX_INT8 in its system info, tile use permitted by the
+    kernel). Its Llama class has no switch for use_extra_bufts, so the default model params it
+    starts from are swapped for the load. Elsewhere nothing changes.
+    """
+    import llama_cpp
+
+    module = llama_cpp.llama_cpp
+    if b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info():
+        yield
+        return
+    real = module.llama_model_default_params
+
+    def params():
+        p = real()
+        p.use_extra_bufts = False
+        return p
+
+    module.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = real
 
 
 def _common_length(done: np.ndarray, tokens: Sequence[int]) -> int:
