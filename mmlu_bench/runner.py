@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 IDENTITY = ("model", "backend", "num_fewshot", "limit", "subjects", "data_fingerprint",
             "prompt_format", "sample", "seed")
 IDENTITY_INFO = ("device", "dtype", "model_sha256", "model_size", "hub_id", "revision",
-                 "model_path", "quantize", "server_model")
+                 "model_path", "quantize", "server_model", "tokenizer", "ollama_path")
 # Settings that change what is computed. Speed settings (batch size, threads, concurrency,
 # timeout) may change on resume: a run that ran out of memory resumes with a smaller batch.
 IDENTITY_SETTINGS = ("quantize", "prefix_sharing", "n_gpu_layers", "ctx_size", "model_name")

@@ -1,7 +1,7 @@
 """In-process llama.cpp backend (`gguf:`): a quantized GGUF file run by llama-cpp-python.
 
-Numbers follow lm-eval's protocol (the same token rows as the hf: backend, via tokens.py); the
-arithmetic is llama.cpp's, on the quantized weights, so log-likelihoods differ slightly from a
+Numbers follow lm-eval's protocol: the same token rows as the hf: backend (transformers' tokenizer
+built from the GGUF's metadata, lm-eval's BOS rule, tokens.py's rows); the arithmetic is llama.cpp's, on the quantized weights, so log-likelihoods differ slightly from a
 dequantized fp32 run.
 
 Speed without changing a number:
@@ -45,6 +45,7 @@ class LlamaCppBackend:
         # the context we allocated are refused (see _check_fits), never silently cut.
         self.max_length = llama_cpp.llama_model_n_ctx_train(self.llm.model)
         self.n_vocab = self.llm.n_vocab()
+        self._encode, self.tokenizer = self._pick_tokenizer()
         self._identity: dict | None = None
 
     def info(self) -> dict:
@@ -53,7 +54,8 @@ class LlamaCppBackend:
 
             self._identity = file_identity(self.path)
         device = f"gpu ({self.n_gpu_layers} layers)" if self.n_gpu_layers else "cpu"
-        return {"device": device, "dtype": "gguf", "n_ctx": self.n_ctx, **self._identity}
+        return {"device": device, "dtype": "gguf", "n_ctx": self.n_ctx,
+                "tokenizer": self.tokenizer, **self._identity}
 
     def close(self) -> None:
         if self.llm is not None:
@@ -61,6 +63,32 @@ class LlamaCppBackend:
             self.llm = None
 
     def encode(self, text: str) -> list[int]:
+        return self._encode(text)
+
+    def _pick_tokenizer(self) -> tuple[tk.Encode, str]:
+        """(encode, what info() records). lm-eval tokenizes with transformers' tokenizer built
+        from the GGUF metadata; llama.cpp's own splits some texts differently ("\n\n" before
+        a digit is one token in llama.cpp, two in transformers, for SmolLM2), so it is used
+        only when transformers cannot read the file."""
+        try:
+            from .hf_load import gguf_tokenizer
+
+            tokenizer = gguf_tokenizer(self.path)
+        except ImportError as e:
+            why = f"transformers cannot read GGUF files here: {e}"
+            return self._llama_encode, _fallback(why)
+        # transformers raises many kinds for a GGUF it cannot read (ValueError for an
+        # unsupported architecture, KeyError for missing metadata, ...): all mean "fall back".
+        except Exception as e:  # noqa: BLE001
+            why = f"transformers could not read this GGUF: {type(e).__name__}: {e}"
+            return self._llama_encode, _fallback(why)
+        if len(tokenizer) > self.n_vocab:  # ids beyond llama.cpp's vocabulary: not the same one
+            why = (f"transformers read {len(tokenizer)} tokens from this GGUF, llama.cpp "
+                   f"{self.n_vocab}")
+            return self._llama_encode, _fallback(why)
+        return tk.lm_eval_encoder(tokenizer), "transformers"
+
+    def _llama_encode(self, text: str) -> list[int]:
         # add_bos=True asks for BOS only where the GGUF metadata wants one
         # (tokenizer.ggml.add_bos_token), which is what the HF tokenizer of the same model does:
         # SmolLM2 (GPT-2 style) gets none, Llama-style models get one. special=True because the
@@ -117,6 +145,13 @@ class LlamaCppBackend:
                 f"{row.qid}: the prompt is {len(row.tokens)} tokens, more than the llama.cpp "
                 f"context of {self.n_ctx}; raise --ctx-size (the model was trained on "
                 f"{self.max_length}).")
+
+
+def _fallback(why: str) -> str:
+    why = " ".join(why.split())[:240]
+    log.warning("tokenizing with llama.cpp's tokenizer, which splits some prompts differently "
+                "from lm-eval's (%s)", why)
+    return f"llama.cpp ({why})"
 
 
 def _load(path: Path, config):
