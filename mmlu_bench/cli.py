@@ -43,6 +43,9 @@ def _run_parser(sub) -> None:
     p.add_argument("--api-key", help="API key for openai: (default: $OPENAI_API_KEY)")
     p.add_argument("--concurrency", type=int, default=4, help="parallel server requests")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per server request")
+    p.add_argument("--ollama-direct", action="store_true",
+                   help="ollama: score the model file Ollama pulled, in-process with llama.cpp "
+                        "(the default when no server with logprobs is running)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
 

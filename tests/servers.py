@@ -79,8 +79,11 @@ class Scorer:
     def __init__(self, gguf: Path) -> None:
         from llama_cpp import Llama
 
-        self.llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=THREADS,
-                         n_threads_batch=THREADS, verbose=False)
+        from mmlu_bench.backends.llamacpp import _without_amx
+
+        with _without_amx():  # llama.cpp's AMX kernels crash on SmolLM2 (see there)
+            self.llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=THREADS,
+                             n_threads_batch=THREADS, verbose=False)
         self.lock = threading.Lock()
 
     def top(self, prompt: str, k: int) -> tuple[list[tuple[str, float]], int]:

@@ -1,8 +1,9 @@
 """In-process llama.cpp backend (`gguf:`): a quantized GGUF file run by llama-cpp-python.
 
-Numbers follow lm-eval's protocol: the same token rows as the hf: backend (transformers' tokenizer
-built from the GGUF's metadata, lm-eval's BOS rule, tokens.py's rows); the arithmetic is llama.cpp's, on the quantized weights, so log-likelihoods differ slightly from a
-dequantized fp32 run.
+Numbers follow lm-eval's protocol: the same token rows as the hf: backend (transformers'
+tokenizer built from the GGUF's metadata, lm-eval's BOS rule, tokens.py's rows); the arithmetic
+is llama.cpp's, on the quantized weights, so log-likelihoods differ slightly from a dequantized
+fp32 run.
 
 Speed without changing a number:
 - one evaluation per question when every continuation is one token, reading the four letters
