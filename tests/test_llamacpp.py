@@ -63,6 +63,7 @@ def test_missing_garbage_and_truncated_files_are_model_errors(tmp_path, gguf_pat
     assert "\n" not in str(e.value)
 
 
+@pytest.fixture(scope="module")
 def hf_side(gguf_path):
     """The hf: backend's encode and max_length for the GGUF, without its weights: the
     tokenizer and config as hf_load.load reads them, lm-eval's BOS rule as HFBackend.encode."""
@@ -73,9 +74,9 @@ def hf_side(gguf_path):
     return tk.lm_eval_encoder(tokenizer), _max_length(SimpleNamespace(config=config), tokenizer)
 
 
-def test_planned_tokens_equal_the_hf_backend_on_all_570_five_shot_prompts(backend, gguf_path,
+def test_planned_tokens_equal_the_hf_backend_on_all_570_five_shot_prompts(backend, hf_side,
                                                                           mmlu_dir):
-    hf_encode, hf_max = hf_side(gguf_path)
+    hf_encode, hf_max = hf_side
     data = dataset.load(str(mmlu_dir), dataset.SUBJECTS)
     requests = [r for s in dataset.SUBJECTS
                 for r in prompts.build_requests(data.test[s][:10], data.dev[s], 5)]
@@ -92,8 +93,8 @@ def test_planned_tokens_equal_the_hf_backend_on_all_570_five_shot_prompts(backen
     print(f"llama.cpp's tokenizer would plan {len(llama_differs)} of 570 prompts differently")
 
 
-def test_encode_follows_lm_eval_bos_rule_and_special_tokens(backend, gguf_path):
-    hf_encode, _ = hf_side(gguf_path)
+def test_encode_follows_lm_eval_bos_rule_and_special_tokens(backend, hf_side):
+    hf_encode, _ = hf_side
     texts = [" A", "A", "Answer: A\n\n3 Cl", "naïve café — 3×4 ≥ 10², 日本語",
              "<|im_start|>user\n", "  two  spaces\n\n\ttab", "x" * 300]
     for text in texts:
@@ -180,3 +181,19 @@ def test_cli_run_agrees_with_lm_eval_reference(gguf_path, mmlu_dir, tmp_path, ca
                                                       r["loglikelihoods"], strict=True)))
     print(f"agreement {agree / len(ref):.1%}, max |ll diff| {diff:.3f}")
     assert agree / len(ref) >= 0.95
+
+
+def test_a_resume_with_another_tokenizer_is_refused(tmp_path, mmlu_dir):
+    from mmlu_bench import runner
+    from mmlu_bench.errors import UserError
+    from mmlu_bench.records import RecordWriter
+
+    config = RunConfig.from_spec("gguf:model.gguf", data_dir=str(mmlu_dir), subjects="anatomy",
+                                 limit=1, output=str(tmp_path))
+    plan = runner.plan(config)
+    info = {"device": "cpu", "dtype": "gguf", "tokenizer": "transformers"}
+    RecordWriter(tmp_path / RECORDS, runner.make_header(config, plan, info)).close()
+    fallback = {**info, "tokenizer": "llama.cpp (transformers cannot read GGUF files here: ...)"}
+    with pytest.raises(UserError, match="backend_info.tokenizer: recorded \"transformers\""):
+        runner.resume_check(tmp_path / RECORDS, runner.make_header(config, plan, fallback))
+    assert runner.resume_check(tmp_path / RECORDS, runner.make_header(config, plan, info))

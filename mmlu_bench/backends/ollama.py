@@ -93,7 +93,7 @@ def open_backend(config):
     from .ollama_store import OllamaStoreBackend, StoreError
 
     if config.ollama_direct:
-        return OllamaStoreBackend(config, why="--ollama-direct")
+        return OllamaStoreBackend(config)
     try:
         return OllamaBackend(config)
     except NoServerLogprobs as server:
@@ -119,8 +119,7 @@ class OllamaBackend(ServerBackend):
 
     def info(self) -> dict:
         return {"device": "server", "dtype": "unknown", "ollama_path": "server",
-                "server": self.base,
-                "server_model": self.model, "model_digest": self.digest,
+                "server": self.base, "server_model": self.model, "model_digest": self.digest,
                 "ollama_version": self.version, "top_logprobs": TOP_K}
 
     def _body(self, prompt: str) -> dict:
@@ -149,7 +148,7 @@ class OllamaBackend(ServerBackend):
             log.warning("Ollama reports version %r; checking logprobs directly", version)
         elif number < MIN_VERSION:
             raise NoServerLogprobs(f"Ollama {version} at {self.base} cannot return logprobs; "
-                               f"upgrade Ollama to {'.'.join(map(str, MIN_VERSION))} or later")
+                                   f"upgrade Ollama to {'.'.join(map(str, MIN_VERSION))} or later")
         return version
 
     def _check_pulled(self) -> str | None:
@@ -171,5 +170,5 @@ class OllamaBackend(ServerBackend):
             alternatives(answer)
         except Transient:
             raise NoServerLogprobs(f"Ollama at {self.base} returned no logprobs for a test "
-                               f"generation; upgrade Ollama to "
-                               f"{'.'.join(map(str, MIN_VERSION))} or later") from None
+                                   f"generation; upgrade Ollama to "
+                                   f"{'.'.join(map(str, MIN_VERSION))} or later") from None

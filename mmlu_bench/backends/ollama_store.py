@@ -147,7 +147,7 @@ class OllamaStoreBackend(LlamaCppBackend):
     name = "ollama"
     exact = True  # the full log-softmax, as gguf: (the server path has only the top 20)
 
-    def __init__(self, config, why: str) -> None:
+    def __init__(self, config, why: str = "--ollama-direct") -> None:
         if importlib.util.find_spec("llama_cpp") is None:
             raise ConfigError(f"ollama:{config.model} without a server that gives logprobs "
                               f"({why}) runs the pulled file with llama-cpp-python: "
