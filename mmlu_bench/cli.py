@@ -82,6 +82,9 @@ def _run_parser(sub) -> None:
     s.add_argument("--api-key", help="API key for openai: (default: $OPENAI_API_KEY)")
     s.add_argument("--concurrency", type=int, default=4, help="parallel server requests")
     s.add_argument("--timeout", type=float, default=120.0, help="seconds per server request")
+    s.add_argument("--ollama-direct", action="store_true",
+                   help="ollama: score the model file Ollama pulled, in-process with llama.cpp "
+                        "(the default when no server with logprobs is running)")
     o = p.add_argument_group("output")
     o.add_argument("--output", help="run folder (default: runs/<backend>_<model>_<N>shot[...]); "
                                     "the same folder resumes an interrupted run")

@@ -39,6 +39,7 @@ class RunConfig:
     api_key: str | None = None  # never written to records, results or logs
     concurrency: int = 4
     timeout: float = 120.0
+    ollama_direct: bool = False  # ollama: score the pulled file in-process, not via the server
     progress: bool = True
 
     @classmethod
@@ -87,6 +88,8 @@ class RunConfig:
         if self.quantize and self.backend != "hf":
             raise ConfigError("--quantize is for the hf: backend; GGUF and Ollama models are "
                               "already quantized.")
+        if self.ollama_direct and self.backend != "ollama":
+            raise ConfigError("--ollama-direct is for ollama:NAME models.")
         if self.concurrency < 1:
             raise ConfigError("--concurrency must be at least 1.")
         if self.backend == "openai" and not self.model_name:

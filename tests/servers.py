@@ -46,8 +46,19 @@ def wait_ready(url: str, seconds: float, proc: subprocess.Popen | None = None) -
     raise AssertionError(f"{url} not ready after {seconds} s")
 
 
+# `python -m llama_cpp.server`, with the model loaded as the gguf: backend loads it: on a CPU
+# with AMX, llama-cpp-python 0.3.36's AMX kernels crash at the first evaluation (llamacpp.py).
+SERVER_MAIN = """
+import runpy, sys
+from mmlu_bench.backends.llamacpp import _without_amx
+sys.argv[0] = "llama_cpp.server"
+with _without_amx():
+    runpy.run_module("llama_cpp.server", run_name="__main__")
+"""
+
+
 class LlamaCppServer:
-    """`python -m llama_cpp.server` serving the GGUF as MODEL_ID, killed on stop()."""
+    """llama-cpp-python's server serving the GGUF as MODEL_ID, killed on stop()."""
 
     MODEL_ID = "smollm2-135m"
 
@@ -56,7 +67,7 @@ class LlamaCppServer:
         self.base = f"http://127.0.0.1:{self.port}/v1"
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host",
+            [sys.executable, "-c", SERVER_MAIN, "--model", str(gguf), "--host",
              "127.0.0.1", "--port", str(self.port), "--model_alias", self.MODEL_ID,
              "--n_ctx", "512", "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS)],
             stdout=self._log, stderr=subprocess.STDOUT)
@@ -79,8 +90,11 @@ class Scorer:
     def __init__(self, gguf: Path) -> None:
         from llama_cpp import Llama
 
-        self.llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=THREADS,
-                         n_threads_batch=THREADS, verbose=False)
+        from mmlu_bench.backends.llamacpp import _without_amx
+
+        with _without_amx():  # llama.cpp's AMX kernels crash on SmolLM2 (see there)
+            self.llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=THREADS,
+                             n_threads_batch=THREADS, verbose=False)
         self.lock = threading.Lock()
 
     def top(self, prompt: str, k: int) -> tuple[list[tuple[str, float]], int]:

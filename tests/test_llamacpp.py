@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from types import SimpleNamespace
 
 import pytest
 
 from mmlu_bench import cli, dataset, prompts
+from mmlu_bench.backends import tokens as tk
+from mmlu_bench.backends.hf import _max_length
 from mmlu_bench.backends.llamacpp import LlamaCppBackend
 from mmlu_bench.config import RunConfig
 from mmlu_bench.errors import BackendError, ModelError
@@ -60,20 +64,58 @@ def test_missing_garbage_and_truncated_files_are_model_errors(tmp_path, gguf_pat
     assert "\n" not in str(e.value)
 
 
-def test_token_ids_equal_the_hf_tokenizer_of_the_same_gguf(backend, gguf_path, fewshot_requests):
+@pytest.fixture(scope="module")
+def hf_side(gguf_path):
+    """The hf: backend's encode and max_length for the GGUF, without its weights: the
+    tokenizer and config as hf_load.load reads them, lm-eval's BOS rule as HFBackend.encode."""
     transformers = pytest.importorskip("transformers", reason="the hf: extra is not installed")
-    hf = transformers.AutoTokenizer.from_pretrained(str(gguf_path.parent),
-                                                    gguf_file=gguf_path.name)
-    texts = [r.context for r in fewshot_requests[::3]]
-    texts += [r.context + " A" for r in fewshot_requests[:2]]
-    texts += [" A", "A", "Answer: D", "naïve café — 3×4 ≥ 10², 日本語", "<|im_start|>user\n",
-              "  two  spaces\n\n\ttab", "x" * 300]
-    # Known difference, left out here: "\n\n" before a digit ("Answer: A\n\n3 Cl", 5-shot
-    # college_chemistry) is one token in llama.cpp and two in transformers' GGUF tokenizer.
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    config = transformers.AutoConfig.from_pretrained(folder, gguf_file=name)
+    return tk.lm_eval_encoder(tokenizer), _max_length(SimpleNamespace(config=config), tokenizer)
+
+
+def test_planned_tokens_equal_the_hf_backend_on_all_570_five_shot_prompts(backend, hf_side,
+                                                                          mmlu_dir):
+    hf_encode, hf_max = hf_side
+    data = dataset.load(str(mmlu_dir), dataset.SUBJECTS)
+    requests = [r for s in dataset.SUBJECTS
+                for r in prompts.build_requests(data.test[s][:10], data.dev[s], 5)]
+    assert len(requests) == 570 and backend.tokenizer == "transformers"
+    llama_differs = []
+    for r in requests:
+        ours = tk.plan_rows(r, backend.encode, backend.max_length)
+        assert ours == tk.plan_rows(r, hf_encode, hf_max), r.qid
+        if tk.plan_rows(r, backend._llama_encode, backend.max_length) != ours:
+            llama_differs.append(r.qid)
+    # What the test guards against: llama.cpp's own tokenizer makes "\n\n" before a digit one
+    # token where transformers makes two ("Answer: A\n\n3 Cl", college_chemistry).
+    assert any(q.startswith("college_chemistry/") for q in llama_differs), llama_differs
+    print(f"llama.cpp's tokenizer would plan {len(llama_differs)} of 570 prompts differently")
+
+
+def test_encode_follows_lm_eval_bos_rule_and_special_tokens(backend, hf_side):
+    hf_encode, _ = hf_side
+    texts = [" A", "A", "Answer: A\n\n3 Cl", "naïve café — 3×4 ≥ 10², 日本語",
+             "<|im_start|>user\n", "  two  spaces\n\n\ttab", "x" * 300]
     for text in texts:
-        assert backend.encode(text) == hf.encode(text), text[:60]
-    # No BOS from either: SmolLM2's GGUF says tokenizer.ggml.add_bos_token = false.
-    assert backend.encode("A")[0] == hf.encode("A")[0] == 49
+        assert backend.encode(text) == hf_encode(text), text[:60]
+    # No BOS: SmolLM2's GGUF says tokenizer.ggml.add_bos_token = false. The special-token
+    # string is one token, as lm-eval's tokenizer makes it.
+    assert backend.encode("A") == [49] and len(backend.encode("<|im_start|>")) == 1
+
+
+def test_without_transformers_llama_cpp_tokenizes_and_info_says_so(gguf_path, monkeypatch,
+                                                                   caplog):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers: ImportError
+    b = make_backend(gguf_path)
+    try:
+        assert b.tokenizer.startswith("llama.cpp (transformers cannot read GGUF files here")
+        assert b.info()["tokenizer"] == b.tokenizer
+        assert b.encode("Answer: A\n\n3 Cl") == b._llama_encode("Answer: A\n\n3 Cl")
+        assert "splits some prompts differently" in caplog.text
+    finally:
+        b.close()
 
 
 def test_prefix_cache_reuse_equals_fresh_evaluation(backend, fewshot_requests):
@@ -140,3 +182,19 @@ def test_cli_run_agrees_with_lm_eval_reference(gguf_path, mmlu_dir, tmp_path, ca
                                                       r["loglikelihoods"], strict=True)))
     print(f"agreement {agree / len(ref):.1%}, max |ll diff| {diff:.3f}")
     assert agree / len(ref) >= 0.95
+
+
+def test_a_resume_with_another_tokenizer_is_refused(tmp_path, mmlu_dir):
+    from mmlu_bench import runner
+    from mmlu_bench.errors import UserError
+    from mmlu_bench.records import RecordWriter
+
+    config = RunConfig.from_spec("gguf:model.gguf", data_dir=str(mmlu_dir), subjects="anatomy",
+                                 limit=1, output=str(tmp_path))
+    plan = runner.plan(config)
+    info = {"device": "cpu", "dtype": "gguf", "tokenizer": "transformers"}
+    RecordWriter(tmp_path / RECORDS, runner.make_header(config, plan, info)).close()
+    fallback = {**info, "tokenizer": "llama.cpp (transformers cannot read GGUF files here: ...)"}
+    with pytest.raises(UserError, match="backend_info.tokenizer: recorded \"transformers\""):
+        runner.resume_check(tmp_path / RECORDS, runner.make_header(config, plan, fallback))
+    assert runner.resume_check(tmp_path / RECORDS, runner.make_header(config, plan, info))

@@ -232,14 +232,17 @@ def _error_case(case: str, llama_server, make_scorer, stack: contextlib.ExitStac
     ("wrong url", "does not exist (HTTP 404)"),
     ("unknown model", "does not serve model 'no-such-model'"),
     ("openai no logprobs", "returned no logprobs"),
-    ("ollama refused", "connection refused"),
-    ("old ollama", "upgrade Ollama"),
+    # Without a server that gives logprobs, ollama: reads Ollama's store, here a missing one.
+    ("ollama refused", "connection refused; is the server running? (gave up after 2 tries); "
+                       "and not from Ollama's store either: no Ollama model store at"),
+    ("old ollama", "upgrade Ollama to 0.12.11 or later; and not from Ollama's store either"),
     ("not pulled", "run `ollama pull smollm2`"),
     ("ollama no logprobs", "returned no logprobs"),
 ])
 def test_startup_refusals_are_one_clear_line(case, says, llama_server, make_scorer, tmp_path):
     with contextlib.ExitStack() as stack:
         model, extra, env = _error_case(case, llama_server, make_scorer, stack)
+        env["OLLAMA_MODELS"] = str(tmp_path / "no-store")
         code, stdout, stderr = run_cli(model, tmp_path, *extra, subjects="anatomy", env=env)
     assert code != 0 and stdout == ""
     assert stderr.count("\n") == 1 and stderr.startswith("mmlu-bench: error: "), stderr

@@ -22,8 +22,9 @@ BACKENDS: dict[str, tuple[str, str, str, str]] = {
              "pip install 'mmlu-bench[gguf]'"),
     "openai": ("mmlu_bench.backends.openai_compat", "OpenAIBackend",
                "an OpenAI-compatible server that returns logprobs", "nothing to install"),
-    "ollama": ("mmlu_bench.backends.ollama", "OllamaBackend", "Ollama >= 0.12.11 running",
-               "nothing to install"),
+    "ollama": ("mmlu_bench.backends.ollama", "open_backend",
+               "Ollama >= 0.12.11 running, else llama-cpp-python for the pulled file",
+               "nothing to install (the pulled file: pip install 'mmlu-bench[gguf]')"),
     "fake": ("mmlu_bench.backends.fake", "FakeBackend", "nothing (dry runs and tests)",
              "nothing to install"),
 }

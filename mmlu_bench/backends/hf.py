@@ -80,8 +80,7 @@ class HFBackend:
         # warns, then goes away); older versions know only the old name.
         params = inspect.signature(self.model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
-        bos = self.tokenizer.bos_token
-        self._bos_text = bos if isinstance(bos, str) and bos else None
+        self._encode = tk.lm_eval_encoder(self.tokenizer)
 
     def info(self) -> dict:
         return {"device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
@@ -91,12 +90,7 @@ class HFBackend:
         self.model = None
 
     def encode(self, text: str) -> list[int]:
-        # lm-eval 0.4.13 (add_bos_token unset) encodes with the tokenizer's own default for
-        # special tokens: Llama-style tokenizers prepend BOS, GPT-2-style ones add nothing.
-        # A text that already starts with the BOS string gets no second one.
-        if self._bos_text and text.startswith(self._bos_text):
-            return self.tokenizer.encode(text, add_special_tokens=False)
-        return self.tokenizer.encode(text)
+        return self._encode(text)  # lm-eval's BOS rule (tokens.lm_eval_encoder)
 
     def score(self, requests: Sequence[ScoreRequest],
               skip: frozenset[str] = frozenset()) -> Iterator[list[ChoiceScores]]:

@@ -50,6 +50,16 @@ def load(config, device: str, dtype):
     return model, tokenizer, identity
 
 
+def gguf_tokenizer(path: Path):
+    """The transformers tokenizer built from a GGUF file's metadata, as the hf: backend (and
+    lm-eval's hf model) loads it for a .gguf: the same vocabulary ids as llama.cpp's, but
+    transformers' pre-tokenizer, which lm-eval's numbers follow."""
+    from transformers import AutoTokenizer
+
+    with _gguf_parsed_once():  # the config and the tokenizer each parse the file otherwise
+        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
 @contextlib.contextmanager
 def _gguf_parsed_once():
     """Parse each GGUF file once while loading.

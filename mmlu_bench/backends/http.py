@@ -41,9 +41,14 @@ STARTUP_RETRY = Retry(attempts=2, log_level=logging.INFO)
 class Transient(Exception):
     """A failure worth retrying. The message is the user's line if the retries run out."""
 
-    def __init__(self, message: str, wait: float | None = None) -> None:
+    def __init__(self, message: str, wait: float | None = None, refused: bool = False) -> None:
         super().__init__(message)
         self.wait = wait  # a server's Retry-After, when it gave one
+        self.refused = refused  # nothing listens at the address
+
+
+class Unreachable(BackendError):
+    """The connection was refused at every try: no server is running there."""
 
 
 class HTTPStatusError(BackendError):
@@ -90,7 +95,8 @@ class Client:
             except Transient as e:
                 message = self._clean(str(e))
                 if attempt == retry.attempts or stop.is_set():
-                    raise BackendError(f"{message} (gave up after {attempt} tries)") from None
+                    error = Unreachable if e.refused else BackendError
+                    raise error(f"{message} (gave up after {attempt} tries)") from None
                 delay = min(retry.cap, e.wait if e.wait is not None
                             else retry.backoff * 2 ** (attempt - 1))
                 log.log(retry.log_level, "%s; retrying in %.1f s", message, delay)
@@ -118,7 +124,7 @@ class Client:
     def _network_error(self, url: str, reason) -> Exception:
         if isinstance(reason, ConnectionRefusedError):
             return Transient(f"cannot connect to {self.base}: connection refused; "
-                             "is the server running?")
+                             "is the server running?", refused=True)
         if isinstance(reason, (TimeoutError, socket.timeout)):
             return Transient(f"{url}: no answer within {self.timeout:g} s; raise --timeout or "
                              "lower --concurrency")

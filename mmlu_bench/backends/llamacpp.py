@@ -1,8 +1,9 @@
 """In-process llama.cpp backend (`gguf:`): a quantized GGUF file run by llama-cpp-python.
 
-Numbers follow lm-eval's protocol (the same token rows as the hf: backend, via tokens.py); the
-arithmetic is llama.cpp's, on the quantized weights, so log-likelihoods differ slightly from a
-dequantized fp32 run.
+Numbers follow lm-eval's protocol: the same token rows as the hf: backend (transformers'
+tokenizer built from the GGUF's metadata, lm-eval's BOS rule, tokens.py's rows); the arithmetic
+is llama.cpp's, on the quantized weights, so log-likelihoods differ slightly from a dequantized
+fp32 run.
 
 Speed without changing a number:
 - one evaluation per question when every continuation is one token, reading the four letters
@@ -13,6 +14,7 @@ Speed without changing a number:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,7 +24,7 @@ import numpy as np
 from ..errors import BackendError, ModelError
 from ..schema import ChoiceScores, ScoreRequest
 from . import tokens as tk
-from .base import UnitScorer
+from .base import RESUME_KEYS, UnitScorer
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ YIELD_EVERY = 16
 
 class LlamaCppBackend(UnitScorer):
     name = "gguf"
+    # Which tokenizer split the prompts (transformers, or llama.cpp's as a fallback).
+    resume_keys = RESUME_KEYS + ("tokenizer",)
     exact = True
 
     def __init__(self, config) -> None:
@@ -45,6 +49,7 @@ class LlamaCppBackend(UnitScorer):
         # the context we allocated are refused (see _check_fits), never silently cut.
         self.max_length = llama_cpp.llama_model_n_ctx_train(self.llm.model)
         self.n_vocab = self.llm.n_vocab()
+        self._encode, self.tokenizer = self._pick_tokenizer()
         self._identity: dict | None = None
 
     def info(self) -> dict:
@@ -53,7 +58,8 @@ class LlamaCppBackend(UnitScorer):
 
             self._identity = file_identity(self.path)
         device = f"gpu ({self.n_gpu_layers} layers)" if self.n_gpu_layers else "cpu"
-        return {"device": device, "dtype": "gguf", "n_ctx": self.n_ctx, **self._identity}
+        return {"device": device, "dtype": "gguf", "n_ctx": self.n_ctx,
+                "tokenizer": self.tokenizer, **self._identity}
 
     def close(self) -> None:
         if self.llm is not None:
@@ -61,6 +67,32 @@ class LlamaCppBackend(UnitScorer):
             self.llm = None
 
     def encode(self, text: str) -> list[int]:
+        return self._encode(text)
+
+    def _pick_tokenizer(self) -> tuple[tk.Encode, str]:
+        """(encode, what info() records). lm-eval tokenizes with transformers' tokenizer built
+        from the GGUF metadata; llama.cpp's own splits some texts differently ("\n\n" before
+        a digit is one token in llama.cpp, two in transformers, for SmolLM2), so it is used
+        only when transformers cannot read the file."""
+        try:
+            from .hf_load import gguf_tokenizer
+
+            tokenizer = gguf_tokenizer(self.path)
+        except ImportError as e:
+            why = f"transformers cannot read GGUF files here: {e}"
+            return self._llama_encode, _fallback(why)
+        # transformers raises many kinds for a GGUF it cannot read (ValueError for an
+        # unsupported architecture, KeyError for missing metadata, ...): all mean "fall back".
+        except Exception as e:  # noqa: BLE001
+            why = f"transformers could not read this GGUF: {type(e).__name__}: {e}"
+            return self._llama_encode, _fallback(why)
+        if len(tokenizer) > self.n_vocab:  # ids beyond llama.cpp's vocabulary: not the same one
+            why = (f"transformers read {len(tokenizer)} tokens from this GGUF, llama.cpp "
+                   f"{self.n_vocab}")
+            return self._llama_encode, _fallback(why)
+        return tk.lm_eval_encoder(tokenizer), "transformers"
+
+    def _llama_encode(self, text: str) -> list[int]:
         # add_bos=True asks for BOS only where the GGUF metadata wants one
         # (tokenizer.ggml.add_bos_token), which is what the HF tokenizer of the same model does:
         # SmolLM2 (GPT-2 style) gets none, Llama-style models get one. special=True because the
@@ -119,6 +151,13 @@ class LlamaCppBackend(UnitScorer):
                 f"{self.max_length}).")
 
 
+def _fallback(why: str) -> str:
+    why = " ".join(why.split())[:240]
+    log.warning("tokenizing with llama.cpp's tokenizer, which splits some prompts differently "
+                "from lm-eval's (%s)", why)
+    return f"llama.cpp ({why})"
+
+
 def _load(path: Path, config):
     if not path.is_file():
         raise ModelError(f"{path}: no such GGUF file; check the path.")
@@ -129,13 +168,43 @@ def _load(path: Path, config):
 
     try:
         # n_threads alone would leave prompt evaluation (all of scoring) on every core.
-        return Llama(model_path=str(path), n_gpu_layers=config.n_gpu_layers,
-                     n_threads=config.threads, n_threads_batch=config.threads,
-                     n_ctx=config.ctx_size, logits_all=False, verbose=False)
+        with _without_amx():
+            return Llama(model_path=str(path), n_gpu_layers=config.n_gpu_layers,
+                         n_threads=config.threads, n_threads_batch=config.threads,
+                         n_ctx=config.ctx_size, logits_all=False, verbose=False)
     except (ValueError, RuntimeError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{path}: llama.cpp could not load it ({first[:200]}); the file may "
                          "be truncated or corrupt.") from None
+
+
+@contextlib.contextmanager
+def _without_amx():
+    """On a CPU with AMX, load without llama.cpp's extra weight layouts (AMX tiles, repacked).
+
+    llama-cpp-python 0.3.36 segfaulted in ggml_backend_amx_mul_mat at the first evaluation of
+    SmolLM2 Q4_1 on an AMX CPU (AMX_INT8 in its system info, tile use permitted by the
+    kernel). Its Llama class has no switch for use_extra_bufts, so the default model params it
+    starts from are swapped for the load. Elsewhere nothing changes.
+    """
+    import llama_cpp
+
+    module = llama_cpp.llama_cpp
+    if b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info():
+        yield
+        return
+    real = module.llama_model_default_params
+
+    def params():
+        p = real()
+        p.use_extra_bufts = False
+        return p
+
+    module.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = real
 
 
 def _common_length(done: np.ndarray, tokens: Sequence[int]) -> int:

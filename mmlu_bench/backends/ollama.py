@@ -1,4 +1,6 @@
-"""ollama:NAME: a model pulled into a running Ollama, through its native API.
+"""ollama:NAME: a model pulled into a running Ollama, through its native API; without a server
+that gives logprobs (none running, one older than 0.12.11, none returned) or with --ollama-direct,
+the pulled GGUF scored in-process (ollama_store.py).
 
 Not Ollama's OpenAI endpoints: those apply the model's chat template, and MMLU is scored on the
 raw prompt. /api/generate with raw=true sends the prompt untouched. Logprobs came in 0.12.11.
@@ -17,7 +19,7 @@ from urllib.parse import urlsplit
 
 from ..errors import BackendError, ConfigError
 from . import http
-from .http import Client, HTTPStatusError, ServerBackend, Transient
+from .http import Client, HTTPStatusError, ServerBackend, Transient, Unreachable
 from .openai_compat import PROBE, TOP_K
 
 log = logging.getLogger(__name__)
@@ -81,12 +83,32 @@ def _stopped_at_once(answer) -> bool:
             and not answer.get("response") and answer.get("done_reason") == "stop")
 
 
+class NoServerLogprobs(BackendError):
+    """The server path cannot score: no server, too old, or no logprobs in its answers."""
+
+
+def open_backend(config):
+    """The ollama: backend: the server when it gives logprobs, else the pulled file from the
+    store. Either way info()["ollama_path"] says which ("server" or "store")."""
+    from .ollama_store import OllamaStoreBackend, StoreError
+
+    if config.ollama_direct:
+        return OllamaStoreBackend(config)
+    try:
+        return OllamaBackend(config)
+    except NoServerLogprobs as server:
+        try:
+            return OllamaStoreBackend(config, why=str(server))
+        except StoreError as store:  # one line: why neither path can score
+            raise BackendError(f"{server}; and not from Ollama's store either: {store}") from None
+
+
 class OllamaBackend(ServerBackend):
     name = "ollama"
     exact = False  # top-k only: a letter outside the top 20 is recorded as missing
     path = "/api/generate"
     # A model pulled again under the same name is another model: its digest must match.
-    resume_keys = ServerBackend.resume_keys + ("model_digest",)
+    resume_keys = ServerBackend.resume_keys + ("model_digest", "ollama_path", "tokenizer")
 
     def __init__(self, config) -> None:
         self.base = ollama_host(os.environ.get("OLLAMA_HOST"))
@@ -98,8 +120,8 @@ class OllamaBackend(ServerBackend):
         self._probe()
 
     def info(self) -> dict:
-        return {"device": "server", "dtype": "unknown", "server": self.base,
-                "server_model": self.model, "model_digest": self.digest,
+        return {"device": "server", "dtype": "unknown", "ollama_path": "server",
+                "server": self.base, "server_model": self.model, "model_digest": self.digest,
                 "ollama_version": self.version, "top_logprobs": TOP_K}
 
     def _body(self, prompt: str) -> dict:
@@ -118,14 +140,17 @@ class OllamaBackend(ServerBackend):
         return alternatives(answer), int(prompt_tokens or 0)
 
     def _check_version(self) -> str:
-        answer = self.client.get("/api/version", retry=http.STARTUP_RETRY) or {}
+        try:
+            answer = self.client.get("/api/version", retry=http.STARTUP_RETRY) or {}
+        except Unreachable as e:
+            raise NoServerLogprobs(str(e)) from None
         version = str(answer.get("version"))
         number = parse_version(version)
         if number == (0, 0, 0) or number is None:  # a build from source: the probe decides
             log.warning("Ollama reports version %r; checking logprobs directly", version)
         elif number < MIN_VERSION:
-            raise BackendError(f"Ollama {version} at {self.base} cannot return logprobs; "
-                               f"upgrade Ollama to {'.'.join(map(str, MIN_VERSION))} or later")
+            raise NoServerLogprobs(f"Ollama {version} at {self.base} cannot return logprobs; "
+                                   f"upgrade Ollama to {'.'.join(map(str, MIN_VERSION))} or later")
         return version
 
     def _check_pulled(self) -> str | None:
@@ -146,6 +171,6 @@ class OllamaBackend(ServerBackend):
         try:
             alternatives(answer)
         except Transient:
-            raise BackendError(f"Ollama at {self.base} returned no logprobs for a test "
-                               f"generation; upgrade Ollama to "
-                               f"{'.'.join(map(str, MIN_VERSION))} or later") from None
+            raise NoServerLogprobs(f"Ollama at {self.base} returned no logprobs for a test "
+                                   f"generation; upgrade Ollama to "
+                                   f"{'.'.join(map(str, MIN_VERSION))} or later") from None

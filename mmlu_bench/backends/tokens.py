@@ -29,6 +29,24 @@ class Row:
     n_tokens: int  # tokens the model reads for this question (all its rows), as lm-eval feeds them
 
 
+def lm_eval_encoder(tokenizer) -> Encode:
+    """lm-eval 0.4.13's encoding with a transformers tokenizer (its add_bos_token unset).
+
+    The tokenizer's own default for special tokens decides BOS: Llama-style tokenizers prepend
+    it, GPT-2-style ones (SmolLM2) add nothing. A text that already starts with the BOS string
+    gets no second one.
+    """
+    bos = tokenizer.bos_token
+    bos_text = bos if isinstance(bos, str) and bos else None
+
+    def encode(text: str) -> list[int]:
+        if bos_text and text.startswith(bos_text):
+            return tokenizer.encode(text, add_special_tokens=False)
+        return tokenizer.encode(text)
+
+    return encode
+
+
 def encode_pair(encode: Encode, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """lm-eval's _encode_pair: trailing context spaces move into the continuation, and the
     continuation is what tokenizing context+continuation adds beyond the context's tokens.
