@@ -186,3 +186,90 @@ def test_a_missing_language_file_says_what_is_missing(tmp_path):
         tasks.get("global_mmlu").load(str(tmp_path), ("de.anatomy",))
     with pytest.raises(UserError, match="no such folder"):
         tasks.get("mmmlu").load(str(tmp_path / "nowhere"), ("de_de.anatomy",))
+
+
+def run_cli(out: Path, *argv: str) -> dict:
+    """A fake-model run through the CLI; its results.json."""
+    from mmlu_bench import cli
+
+    assert cli.main(["run", "--model", "fake:m", "--output", str(out), "--no-progress",
+                     *argv]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def records(out: Path) -> list[dict]:
+    lines = (out / "records.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if "qid" in r]
+
+
+def test_mmmlu_run_end_to_end(tmp_path):
+    for loc in ("DE_DE", "FR_FR"):
+        write_mmmlu(tmp_path / "data", loc, [
+            {"Unnamed: 0": i, "Question": f"{loc} made-up question {i}?", "A": "w", "B": "x",
+             "C": "y", "D": "z", "Answer": "ABCD"[i % 4],
+             "Subject": ("anatomy", "virology", "philosophy")[i % 3]} for i in range(12)])
+    out = tmp_path / "run"
+    results = run_cli(out, "--task", "mmmlu", "--languages", "de_de,fr_fr", "--subjects",
+                      "anatomy,virology,philosophy", "--num-fewshot", "2",
+                      "--data-dir", str(tmp_path / "data"))
+    assert list(results["results"]) == [
+        "mmmlu", "mmmlu_de_de", "mmmlu_de_de_humanities", "mmmlu_de_de_philosophy",
+        "mmmlu_de_de_other", "mmmlu_de_de_virology", "mmmlu_de_de_stem", "mmmlu_de_de_anatomy",
+        "mmmlu_fr_fr", "mmmlu_fr_fr_humanities", "mmmlu_fr_fr_philosophy", "mmmlu_fr_fr_other",
+        "mmmlu_fr_fr_virology", "mmmlu_fr_fr_stem", "mmmlu_fr_fr_anatomy"]
+    assert results["group_subtasks"]["mmmlu"] == ["mmmlu_de_de", "mmmlu_fr_fr"]
+    assert results["results"]["mmmlu"]["sample_len"] == 24
+    assert results["results"]["mmmlu_de_de_stem"]["alias"].strip() == "- German stem"
+    assert results["versions"]["mmmlu_fr_fr_anatomy"] == 1
+    recs = records(out)
+    assert len(recs) == 24 and recs[0]["qid"] == "de_de.anatomy/0" and "meta" not in recs[0]
+    assert "German" in (out / "report.html").read_text()
+
+
+def test_global_mmlu_lite_run_end_to_end_with_cs_ca_slices(tmp_path):
+    labels = ("CS", "CA", "-")
+    for lang in ("en", "de"):
+        test = [global_doc(i, "test", ("anatomy", "marketing")[i % 2], ("STEM", "Business")[i % 2],
+                           labels[i % 3], "ABCD"[i % 4]) for i in range(12)]
+        dev = [global_doc(i, "dev", ("anatomy", "marketing")[i % 2], ("STEM", "Business")[i % 2],
+                          "-", "ABCD"[i % 4]) for i in range(8)]
+        write_global(tmp_path / "data", lang, test, dev)
+    out = tmp_path / "run"
+    results = run_cli(out, "--task", "global_mmlu_lite", "--languages", "en,de", "--subjects",
+                      "stem,business", "--num-fewshot", "2", "--data-dir", str(tmp_path / "data"))
+    assert list(results["results"]) == [
+        "global_mmlu", "global_mmlu_de", "global_mmlu_de_business", "global_mmlu_de_stem",
+        "global_mmlu_en", "global_mmlu_en_business", "global_mmlu_en_stem"]
+    assert results["n-shot"]["global_mmlu_en_stem"] == 2
+    recs = records(out)
+    assert len(recs) == 24 and recs[0]["qid"] == "de.business/0"
+    assert recs[0]["meta"] == {"cultural_sensitivity_label": "CA", "subject": "marketing"}
+    slices = results["slices"]
+    assert [slices[k]["n"] for k in ("CS (culturally sensitive)", "CA (culturally agnostic)",
+                                      "unannotated", "de CS", "en CA")] == [8, 8, 8, 4, 4]
+    right = sum(r["correct"] for r in recs if r["meta"]["cultural_sensitivity_label"] == "CS")
+    assert slices["CS (culturally sensitive)"]["acc"] == right / 8
+    assert "CS (culturally sensitive)" in (out / "results.md").read_text()
+    assert "CA (culturally agnostic)" in (out / "report.html").read_text()
+    # The same command again finds the finished run and scores nothing.
+    assert run_cli(out, "--task", "global_mmlu_lite", "--languages", "en,de", "--subjects",
+                   "stem,business", "--num-fewshot", "2", "--data-dir",
+                   str(tmp_path / "data"))["results"] == results["results"]
+
+
+def test_global_mmlu_full_run_end_to_end(tmp_path):
+    test = [global_doc(i, "test", ("anatomy", "marketing")[i % 2], "STEM", ("CS", "-")[i % 2],
+                       "ABCD"[i % 4]) for i in range(10)]
+    dev = [global_doc(i, "dev", ("anatomy", "marketing")[i % 2], "STEM", "-", "A")
+           for i in range(10)]
+    write_global(tmp_path / "data", "yo", test, dev)
+    out = tmp_path / "run"
+    results = run_cli(out, "--task", "global_mmlu", "--languages", "yo", "--subjects",
+                      "anatomy,marketing", "--num-fewshot", "5", "--limit", "3",
+                      "--data-dir", str(tmp_path / "data"))
+    assert list(results["results"]) == [
+        "global_mmlu_full_yo", "global_mmlu_full_yo_other", "global_mmlu_full_yo_marketing",
+        "global_mmlu_full_yo_stem", "global_mmlu_full_yo_anatomy"]
+    assert results["results"]["global_mmlu_full_yo"]["sample_len"] == 6  # --limit 3 per task
+    assert set(results["slices"]) == {"CS (culturally sensitive)", "unannotated"}
+    assert "Labelled subsets" in (out / "report.html").read_text()
