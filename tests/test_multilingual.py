@@ -273,3 +273,26 @@ def test_global_mmlu_full_run_end_to_end(tmp_path):
     assert results["results"]["global_mmlu_full_yo"]["sample_len"] == 6  # --limit 3 per task
     assert set(results["slices"]) == {"CS (culturally sensitive)", "unannotated"}
     assert "Labelled subsets" in (out / "report.html").read_text()
+
+
+def test_data_dir_may_hold_csv_or_parquet_in_the_hub_layout(tmp_path):
+    """--data-dir: Global-MMLU as CSV files, MMMLU as a parquet file, same folders."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "sw").mkdir()
+    for split, n in (("test", 3), ("dev", 2)):
+        docs = [global_doc(i, split, "virology", "Medical", "CA", "D") for i in range(n)]
+        with open(tmp_path / "sw" / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(docs[0]))
+            writer.writeheader()
+            writer.writerows(docs)
+    data = tasks.get("global_mmlu_lite").load(str(tmp_path), ("sw.medical",))
+    assert [q.gold for q in data.test["sw.medical"]] == [3, 3, 3]
+    assert data.dev["sw.medical"][1].question == "dev made-up question 1?"
+    (tmp_path / "test").mkdir()
+    rows = [{"Question": "Q?", "A": "a", "B": "b", "C": "c", "D": "d", "Answer": "C",
+             "Subject": "virology"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "test" / "mmlu_YO-NG.parquet")
+    data = tasks.get("mmmlu").load(str(tmp_path), ("yo_ng.virology",))
+    assert data.test["yo_ng.virology"][0].gold == 2
