@@ -18,6 +18,14 @@ if TYPE_CHECKING:
 TASKS: dict[str, tuple[str, str, str]] = {
     "mmlu": ("mmlu_bench.tasks.mmlu", "MMLU",
              "MMLU, 57 subjects, as lm-eval's `mmlu` (log-likelihood of A-D)"),
+    "mmmlu": ("mmlu_bench.tasks.mmmlu", "MMMLU",
+              "OpenAI's MMMLU, MMLU in 14 locales, as lm-eval's `mmmlu` (--languages de_de,..)"),
+    "global_mmlu": ("mmlu_bench.tasks.global_mmlu", "GlobalMMLU",
+                    "Global-MMLU, 42 languages, as lm-eval's `global_mmlu_full_<lang>`; "
+                    "CS/CA split"),
+    "global_mmlu_lite": ("mmlu_bench.tasks.global_mmlu", "GlobalMMLULite",
+                         "Global-MMLU-Lite, 15 languages, as lm-eval's `global_mmlu_<lang>`; "
+                         "CS/CA split"),
 }
 
 

@@ -8,7 +8,7 @@ data.tar) or the hub dataset `cais/mmlu` (parquet, cached).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .. import dataset
 from ..schema import TaskData
@@ -51,17 +51,25 @@ HUB_REPO = "cais/mmlu"
 
 
 def category_tree(top: str, top_key: str, units: Sequence[str], category_of: dict,
-                  prefix: str, versions: tuple[str, str, str] = ("2", "2", "1")) -> list[Node]:
+                  prefix: str, versions: tuple[str, str, str] = ("2", "2", "1"), level: int = 0,
+                  subject_of: Callable[[str], str] = str,
+                  name: Callable[[str], str] | None = None) -> list[Node]:
     """lm-eval's three-level MMLU layout: the task, its categories (alphabetical), each
-    followed by its units (alphabetical). Groups aggregate their units directly."""
-    present = sorted(set(units))
-    rows = [Node(top, top_key, 0, tuple(present), nshot=False, version=versions[0])]
-    for category in sorted({category_of[u] for u in present}):
-        members = tuple(u for u in present if category_of[u] == category)
-        rows.append(Node(ALIAS.get(category, category), f"{prefix}_{category}", 1, members,
+    followed by its units (alphabetical). Groups aggregate their units directly.
+
+    Translated MMLUs reuse it one language at a time: `level` is the top row's depth under
+    the task, `subject_of` the MMLU subject of a unit ('de_de.anatomy' -> 'anatomy'; keys are
+    `prefix`_category and `prefix`_subject) and `name` what a category or subject is printed
+    as (lm-eval's alias; by default MMLU's)."""
+    name = name or (lambda s: ALIAS.get(s, s))
+    present = sorted(set(units), key=lambda u: subject_of(u))
+    rows = [Node(top, top_key, level, tuple(present), nshot=False, version=versions[0])]
+    for category in sorted({category_of[subject_of(u)] for u in present}):
+        members = tuple(u for u in present if category_of[subject_of(u)] == category)
+        rows.append(Node(name(category), f"{prefix}_{category}", level + 1, members,
                          version=versions[1]))
-        rows += [Node(u, f"{prefix}_{u}", 2, (u,), unit=True, version=versions[2])
-                 for u in members]
+        rows += [Node(name(subject_of(u)), f"{prefix}_{subject_of(u)}", level + 2, (u,),
+                      unit=True, version=versions[2]) for u in members]
     return rows
 
 
