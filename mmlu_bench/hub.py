@@ -22,7 +22,7 @@ def _explain(repo_id: str, kind: str, error: Exception) -> str:
     if isinstance(error, e.RevisionNotFoundError):
         return f"{repo_id}: that revision does not exist on the hub."
     if isinstance(error, (e.LocalEntryNotFoundError, e.OfflineModeIsEnabled, OSError)):
-        hint = ("pass --data-dir with the MMLU CSV folder or data.tar" if kind == "dataset"
+        hint = ("pass --data-dir with the task's data in a local layout" if kind == "dataset"
                 else "pass a local model folder or .gguf file")
         return (f"{repo_id}: cannot reach the Hugging Face hub and it is not in the local cache; "
                 f"download it once with network access (then HF_HUB_OFFLINE=1 works), or {hint}.")

@@ -21,8 +21,9 @@ def _label(g: GroupResult) -> str:
 
 def _row(g: GroupResult) -> list[str]:
     shots = "" if g.num_fewshot is None else str(g.num_fewshot)
-    # lm-eval 0.4.13 leaves the higher-is-better arrow blank on the top group's row.
-    arrow = "" if g.level == 0 and g.group else "↑"
+    # lm-eval 0.4.13 leaves the higher-is-better arrow blank exactly where it leaves the
+    # shots blank (the mmlu row; mmmlu's locale rows).
+    arrow = "" if g.num_fewshot is None else "↑"
     return [_label(g), g.version, "none", shots, "acc", arrow, _fmt(g.acc), "±", _fmt(g.stderr)]
 
 
