@@ -110,8 +110,9 @@ def flagged_note(pairs: Sequence[Pair]) -> str:
     n = sum(a.error_type == WRONG for _, a in pairs)
     if not n:
         return ""
-    return (f"{n} covered question{'s' if n != 1 else ''} "
-            f"{'have' if n != 1 else 'has'} a wrong MMLU answer (flagged in report.html and results.json)")
+    verb = "questions have" if n != 1 else "question has"
+    return (f"{n} covered {verb} a wrong MMLU answer (flagged in report.html and "
+            "results.json)")
 
 
 def block(pairs: Sequence[Pair]) -> dict:
