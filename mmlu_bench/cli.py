@@ -60,6 +60,8 @@ def _run_parser(sub) -> None:
     q.add_argument("--task", default="mmlu",
                    help="the benchmark (default mmlu); `mmlu-bench tasks` lists them")
     q.add_argument("--languages", help="multilingual tasks: comma-separated locales")
+    q.add_argument("--redux-subset", choices=["ok", "all"],
+                   help="mmlu_redux: ok (default, the rows Redux labels ok) or all annotated rows")
     q.add_argument("--data-dir", help="the task's data in a local layout (MMLU: the original "
                                       "folder or data.tar); default: the task's hub dataset")
     q.add_argument("--subjects", help="comma-separated subjects or categories (default: all)")

@@ -17,6 +17,7 @@ class RunConfig:
     backend: str = "hf"
     task: str = "mmlu"  # tasks.TASKS key
     languages: str | None = None  # multilingual tasks: comma-separated locales
+    redux_subset: str | None = None  # mmlu_redux: ok (default) | all
     format: str = "plain"  # formats.FORMATS key: how the task is asked
     data_dir: str | None = None
     subjects: str | None = None  # comma-separated subjects or categories; None = all 57
@@ -57,6 +58,8 @@ class RunConfig:
         from . import tasks
 
         options = {"languages": self.languages} if self.languages else {}
+        if self.redux_subset:
+            options["redux_subset"] = self.redux_subset
         return tasks.get(self.task, **options)
 
     def format_spec(self):
@@ -108,6 +111,8 @@ class RunConfig:
             parts.insert(0, self.task)
         if self.languages:
             parts.append(self.languages.replace(",", "+"))
+        if self.redux_subset and self.redux_subset != "ok":
+            parts.append(f"redux-{self.redux_subset}")
         if self.limit:
             parts.append(f"limit{self.limit}")
         if self.sample:

@@ -58,8 +58,8 @@ def render(header: dict, records: Sequence[QuestionRecord], footer: dict | None,
            s: Summary, questions: dict[str, Question] | None = None) -> str:
     body = [_run_header(header, records, footer), _overall(s, header)]
     if records:
-        body += [_groups(s), _slices(s), _letters(records, s.labels), _calibration(records),
-                 _below(s), _mistakes(records, questions or {})]
+        body += [_groups(s), _slices(s), _flags(s, questions or {}), _letters(records, s.labels),
+                 _calibration(records), _below(s), _mistakes(records, questions or {})]
     title = f"{s.title}: {short_name(header['model'])}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
@@ -192,6 +192,23 @@ def _slices(s: Summary) -> str:
     return ("<section id=\"slices\"><h2>Labelled subsets</h2><table><tr><th>subset</th>"
             "<th>accuracy</th><th>n</th><th>95% interval (Wilson)</th><th></th></tr>"
             + rows + "</table></section>")
+
+
+def _flags(s: Summary, questions: dict[str, Question]) -> str:
+    """The scored questions a label set calls out (Redux: a wrong MMLU answer), with text
+    where the run's data is still there."""
+    if not s.flags:
+        return ""
+    rows = []
+    for f in s.flags:
+        q = questions.get(f.qid)
+        text = f"<pre>{esc(q.question)}</pre>" if q else ""
+        rows.append(f"<tr><td>{esc(f.qid)}</td><td>{esc(f.label)}</td><td>{text}"
+                    f"{esc(f.note)}</td></tr>")
+    return ("<section id=\"flags\"><h2>Flagged questions</h2><p class=\"muted\">Scored as "
+            "usual; listed because a label set (MMLU-Redux 2.0) marks their answer key.</p>"
+            "<table><tr><th>question</th><th>label</th><th></th></tr>" + "".join(rows)
+            + "</table></section>")
 
 
 def letter_shares(records: Sequence[QuestionRecord], labels: Sequence[str] = LETTERS[:4]

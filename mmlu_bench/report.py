@@ -113,7 +113,7 @@ def results_json(summary: Summary, header: dict) -> dict:
     results = {g.key: entry(g) for g in rows}
     subtasks = {g.key: [rows[j].key for j in _children(rows, i)]
                 for i, g in enumerate(rows) if g.group}
-    return {
+    out = {
         "results": results,
         "groups": {g.key: results[g.key] for g in rows if g.key in subtasks},
         "group_subtasks": subtasks,
@@ -130,3 +130,7 @@ def results_json(summary: Summary, header: dict) -> dict:
         "questions_with_missing_letters": summary.missing,
         "mmlu_bench_version": header["tool_version"],
     }
+    if summary.flags:
+        out["flags"] = [{"qid": f.qid, "label": f.label, "note": f.note} for f in summary.flags]
+    assert not set(summary.blocks) & set(out), "a task block would hide a results.json key"
+    return {**out, **summary.blocks}

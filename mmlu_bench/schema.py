@@ -143,6 +143,16 @@ class Slice:
 
 
 @dataclass(frozen=True, slots=True)
+class Flag:
+    """A scored question a label set calls out (Redux: MMLU's answer is wrong), listed in the
+    reports beside the numbers, never removed from them."""
+
+    qid: str
+    label: str  # e.g. "wrong_groundtruth"
+    note: str = ""  # e.g. which answer the model picked
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     """Everything a report shows, computed once from a run's header and records."""
 
@@ -158,3 +168,5 @@ class Summary:
     missing: int  # questions with a letter missing from a server's top log-probabilities
     slices: tuple[Slice, ...] = ()
     finished: bool = True
+    flags: tuple[Flag, ...] = ()
+    blocks: dict = field(default_factory=dict)  # extra results.json blocks by key ("redux")

@@ -29,7 +29,9 @@ def build(header: dict, records: Sequence[QuestionRecord], finished: bool = True
     return Summary(task=task.name, title=task.title, rows=tuple(rows), acc=est.acc,
                    stderr=est.stderr, n=est.n, population=est.population, chance=chance,
                    labels=LETTERS[:widest], missing=missing_letters(records),
-                   slices=tuple(task.slices(records)) if records else (), finished=finished)
+                   slices=tuple(task.slices(records)) if records else (), finished=finished,
+                   flags=tuple(task.flags(records)) if records else (),
+                   blocks=task.blocks(records) if records else {})
 
 
 def missing_letters(records: Sequence[QuestionRecord]) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .. import stats
 from ..errors import UserError
-from ..schema import LETTERS, Question, QuestionRecord, Slice, TaskData
+from ..schema import LETTERS, Flag, Question, QuestionRecord, Slice, TaskData
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,8 @@ class Task:
 
     def __init__(self, **options) -> None:
         if options:
-            raise UserError(f"--task {self.name} takes no option {', '.join(sorted(options))}.")
+            flags = ", ".join("--" + o.replace("_", "-") for o in sorted(options))
+            raise UserError(f"--task {self.name} takes no option {flags}.")
         self.options: dict = {}
 
     # ---- what is asked
@@ -108,6 +109,14 @@ class Task:
     def slices(self, records: Sequence[QuestionRecord]) -> list[Slice]:
         """Labelled subsets shown beside the table; none by default."""
         return []
+
+    def flags(self, records: Sequence[QuestionRecord]) -> list[Flag]:
+        """Scored questions to list in the reports (e.g. a known wrong answer key); none."""
+        return []
+
+    def blocks(self, records: Sequence[QuestionRecord]) -> dict:
+        """Extra results.json blocks by key; none by default."""
+        return {}
 
 
 def first_n(pool: Sequence[Question], k: int, unit: str) -> tuple[Question, ...]:

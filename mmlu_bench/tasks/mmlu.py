@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .. import dataset
-from ..schema import TaskData
+from .. import dataset, redux_overlay
+from ..schema import Flag, QuestionRecord, Slice, TaskData
 from .base import Node, Task
 
 # lm-eval's grouping of the 57 subjects (its mmlu_<category> groups).
@@ -95,3 +95,19 @@ class MMLU(Task):
     def tree(self, units: Sequence[str]) -> list[Node]:
         return category_tree("mmlu", "mmlu", units, CATEGORY_OF, "mmlu")
 
+
+    # MMLU-Redux labels beside the numbers (redux_overlay): the rows stay lm-eval's.
+    def _redux(self, records: Sequence[QuestionRecord]) -> list:
+        # Only for MMLU itself: a subclass (a translation, another split) may reuse subject
+        # names and indices for other questions, so it opts in by overriding these hooks.
+        return redux_overlay.from_table(records) if self.name == "mmlu" else []
+
+    def slices(self, records: Sequence[QuestionRecord]) -> list[Slice]:
+        return redux_overlay.overlay_slices(self._redux(records))
+
+    def flags(self, records: Sequence[QuestionRecord]) -> list[Flag]:
+        return redux_overlay.flags(self._redux(records))
+
+    def blocks(self, records: Sequence[QuestionRecord]) -> dict:
+        pairs = self._redux(records)
+        return {"redux": redux_overlay.block(pairs)} if pairs else {}
