@@ -1,4 +1,5 @@
-"""What the server backends share: JSON over stdlib urllib, bounded retries, parallel scoring.
+"""What the server backends share: JSON over an httpx keep-alive pool, tenacity retries,
+parallel scoring.
 
 A failure that may pass (connection refused or reset, timeout, 429, 5xx, a cut or invalid
 answer) is retried with exponential backoff; after the last try it becomes one BackendError line.
@@ -6,18 +7,18 @@ answer) is retried with exponential backoff; after the last try it becomes one B
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import socket
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from ..errors import BackendError
+import httpx
+import tenacity
+
+from ..errors import BackendError, ConfigError
 from ..schema import ChoiceScores, ScoreRequest
 from .base import UnitScorer
 
@@ -60,18 +61,34 @@ class HTTPStatusError(BackendError):
 
 
 class Client:
-    """JSON requests to one server. The API key goes into a header and nowhere else."""
+    """JSON requests to one server over one keep-alive connection pool, safe to share between
+    threads. The API key goes into a header and nowhere else. `connections` caps the pool;
+    None lets it grow to as many connections as threads use it at once, all kept alive (the
+    default pool of httpx keeps only 20 alive, which would reconnect above --concurrency 20)."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 120.0) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 120.0,
+                 connections: int | None = None) -> None:
         self.base = base_url.rstrip("/")
         self.timeout = timeout
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+            if not api_key.isascii() or not api_key.isprintable():
+                raise ConfigError("the API key holds characters an HTTP header cannot carry; "
+                                  "check --api-key or OPENAI_API_KEY")
+            headers["Authorization"] = f"Bearer {api_key}"
         self._secret = api_key
+        # follow_redirects: as urllib did before. httpx drops the Authorization header when a
+        # redirect leaves the origin, so the key never reaches another host.
+        self._http = httpx.Client(
+            headers=headers, timeout=httpx.Timeout(timeout), follow_redirects=True,
+            limits=httpx.Limits(max_connections=connections,
+                                max_keepalive_connections=connections))
 
     def __repr__(self) -> str:
         return f"Client({self.base!r})"
+
+    def close(self) -> None:
+        self._http.close()
 
     def get(self, path: str, retry: Retry | None = None):
         return self.call("GET", path, None, retry=retry)
@@ -83,57 +100,53 @@ class Client:
     def call(self, method: str, path: str, body: dict | None, retry: Retry | None = None,
              check: Callable | None = None, stop: threading.Event | None = None):
         """The decoded answer, passed through `check` (which raises Transient to retry)."""
-        retry = retry or RETRY
-        stop = stop or threading.Event()
         url = self.base + path
-        for attempt in range(1, retry.attempts + 1):
+
+        def attempt():
             try:
                 answer = self._once(method, url, body)
                 return check(answer) if check else answer
             except HTTPStatusError as e:
                 raise HTTPStatusError(e.url, e.status, self._clean(e.detail)) from None
-            except Transient as e:
-                message = self._clean(str(e))
-                if attempt == retry.attempts or stop.is_set():
-                    error = Unreachable if e.refused else BackendError
-                    raise error(f"{message} (gave up after {attempt} tries)") from None
-                delay = min(retry.cap, e.wait if e.wait is not None
-                            else retry.backoff * 2 ** (attempt - 1))
-                log.log(retry.log_level, "%s; retrying in %.1f s", message, delay)
-                if stop.wait(delay):
-                    raise BackendError(message) from None
-        raise AssertionError("unreachable")
+            except Transient as e:  # cleaned here, so the log lines and the last error are too
+                raise Transient(self._clean(str(e)), e.wait, e.refused) from None
+
+        return _policy(retry or RETRY, stop or threading.Event())(attempt)
 
     def _once(self, method: str, url: str, body: dict | None):
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, headers=self._headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as e:
-            raise _status_error(url, e) from None
-        except urllib.error.URLError as e:
-            raise self._network_error(url, e.reason) from None
-        except (OSError, http.client.HTTPException) as e:  # reset, timeout or cut mid-answer
+            response = self._http.request(
+                method, url, content=None if body is None else json.dumps(body).encode())
+        except httpx.RequestError as e:
             raise self._network_error(url, e) from None
+        if not response.is_success:
+            raise _status_error(url, response)
         try:
-            return json.loads(raw)
+            return json.loads(response.content)
         except ValueError as e:
             raise Transient(f"{url}: the server's answer is not valid JSON ({e})") from None
 
-    def _network_error(self, url: str, reason) -> Exception:
-        if isinstance(reason, ConnectionRefusedError):
-            return Transient(f"cannot connect to {self.base}: connection refused; "
-                             "is the server running?", refused=True)
-        if isinstance(reason, (TimeoutError, socket.timeout)):
+    def _network_error(self, url: str, e: httpx.RequestError) -> Exception:
+        root = _root_cause(e)  # httpx wraps httpcore's error, which wraps the socket's
+        if isinstance(e, httpx.TimeoutException):
             return Transient(f"{url}: no answer within {self.timeout:g} s; raise --timeout or "
                              "lower --concurrency")
-        if isinstance(reason, socket.gaierror):
+        if isinstance(root, ConnectionRefusedError):
+            return Transient(f"cannot connect to {self.base}: connection refused; "
+                             "is the server running?", refused=True)
+        if isinstance(root, socket.gaierror):
             return BackendError(f"cannot connect to {self.base}: unknown host")
-        if isinstance(reason, (ConnectionError, http.client.HTTPException)):
+        if isinstance(e, httpx.ConnectError):
+            return Transient(f"cannot connect to {self.base}: {root}")
+        if isinstance(e, (httpx.NetworkError, httpx.RemoteProtocolError)):
+            # A reset, or a connection closed mid-answer; on a kept-alive connection also a
+            # server that closed it idle just as it was reused: another try is the cure.
             return Transient(f"{url}: the connection dropped before a full answer "
-                             f"({type(reason).__name__})")
-        return Transient(f"cannot connect to {self.base}: {reason}")
+                             f"({type(root).__name__})")
+        if isinstance(e, (httpx.UnsupportedProtocol, httpx.LocalProtocolError,
+                          httpx.TooManyRedirects)):
+            return BackendError(f"{url}: {e}")
+        return Transient(f"{url}: {type(e).__name__}: {e}")
 
     def _clean(self, message: str) -> str:
         """One line, and never the API key (a server may echo what it was sent)."""
@@ -142,30 +155,68 @@ class Client:
         return " ".join(message.split())
 
 
-def _status_error(url: str, e: urllib.error.HTTPError) -> Exception:
-    detail = _error_detail(e)
-    if e.code == 429 or e.code >= 500:
-        return Transient(f"{url}: HTTP {e.code}: {detail}", wait=_retry_after(e))
-    return HTTPStatusError(url, e.code, detail)
+def _root_cause(e: BaseException) -> BaseException:
+    """The socket's own error (httpcore raises its error while handling it, without `from`)."""
+    while (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__
+    return e
 
 
-def _error_detail(e: urllib.error.HTTPError) -> str:
+# tenacity, not httpx's transport retries: those retry only a failed connect, at once. A
+# loaded server also resets, times out, answers 429/5xx (often with Retry-After) or cuts its
+# answer short; each wants the same bounded backoff, one log line per retry, one final error.
+def _policy(retry: Retry, stop: threading.Event) -> tenacity.Retrying:
+    backoff = tenacity.wait_exponential(multiplier=retry.backoff, max=retry.cap)
+
+    def delay(state: tenacity.RetryCallState) -> float:  # Retry-After when the server gave one
+        wait = state.outcome.exception().wait
+        return backoff(state) if wait is None else min(retry.cap, wait)
+
+    def pause(seconds: float) -> None:  # another request failed: the run is ending
+        if stop.wait(seconds):
+            raise BackendError("stopped while waiting to retry: the run is ending")
+
+    def announce(state: tenacity.RetryCallState) -> None:
+        log.log(retry.log_level, "%s; retrying in %.1f s", state.outcome.exception(),
+                state.next_action.sleep)
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(Transient),
+        stop=tenacity.stop_after_attempt(retry.attempts) | tenacity.stop_when_event_set(stop),
+        wait=delay, sleep=pause, before_sleep=announce, retry_error_callback=_give_up)
+
+
+def _give_up(state: tenacity.RetryCallState):
+    last = state.outcome.exception()
+    error = Unreachable if getattr(last, "refused", False) else BackendError
+    raise error(f"{last} (gave up after {state.attempt_number} tries)") from None
+
+
+def _status_error(url: str, response: httpx.Response) -> Exception:
+    detail = _error_detail(response)
+    if response.status_code == 429 or response.status_code >= 500:
+        return Transient(f"{url}: HTTP {response.status_code}: {detail}",
+                         wait=_retry_after(response))
+    return HTTPStatusError(url, response.status_code, detail)
+
+
+def _error_detail(response: httpx.Response) -> str:
     """The server's own error message, from the usual JSON shapes, else the status text."""
     try:
-        body = json.loads(e.read() or b"null")
-    except (ValueError, OSError, http.client.HTTPException):
+        body = json.loads(response.content or b"null")
+    except ValueError:
         body = None
     error = body.get("error", body.get("detail")) if isinstance(body, dict) else None
     if isinstance(error, dict):
         error = error.get("message")
-    text = str(error) if error else str(e.reason)
+    text = str(error) if error else response.reason_phrase
     return " ".join(text.split())[:300]
 
 
-def _retry_after(e: urllib.error.HTTPError) -> float | None:
+def _retry_after(response: httpx.Response) -> float | None:
     """Retry-After in seconds. The HTTP-date form is rare for APIs: it falls back to backoff."""
     try:
-        return max(0.0, float(e.headers.get("Retry-After", "")))
+        return max(0.0, float(response.headers.get("Retry-After", "")))
     except ValueError:
         return None
 
@@ -188,7 +239,7 @@ class ServerBackend(UnitScorer):
         raise NotImplementedError
 
     def close(self) -> None:
-        pass
+        self.client.close()
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[list[ChoiceScores]]:
         return score_parallel(requests, self._one, self.concurrency)
