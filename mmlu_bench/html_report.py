@@ -114,7 +114,8 @@ def _selection(header: dict, n: int) -> str:
         return f"{n}: stratified random sample (--sample {header['sample']}, seed " \
                f"{header.get('seed')})"
     if header.get("limit"):
-        return f"{n}: the first {header['limit']} of each subject (--limit)"
+        where = "each subject" if summary.task_of(header).limit_per_unit else "the test split"
+        return f"{n}: the first {header['limit']} of {where} (--limit)"
     return f"{n}: the full test set of the chosen subjects"
 
 

@@ -266,6 +266,7 @@ def test_fake_run_on_the_real_test_split(tmp_path, capsys):
     assert all(set(r.meta) == {"question_id", "src"} for r in records)
     results = json.loads((out / "results.json").read_text())
     assert results["results"]["leaderboard_mmlu_pro"]["sample_len"] == 30
+    assert "30: the first 30 of the test split (--limit)" in (out / "report.html").read_text()
 
 
 def test_fourteen_categories_render_in_the_html_report(tmp_path):

@@ -1,4 +1,4 @@
-"""MMLU-Pro (Wang et al., 2024) as lm-eval 0.4.13's `leaderboard_mmlu_pro` (Open LLM Leaderboard v2).
+"""MMLU-Pro (Wang et al., 2024) as lm-eval 0.4.13's `leaderboard_mmlu_pro` (Open LLM Leaderboard 2).
 
 One flat lm-eval task over the 12,032 test questions of `TIGER-Lab/MMLU-Pro`: no description,
 the question as stored (not stripped), its 3..10 options lettered A..J (not stripped either:
