@@ -114,7 +114,8 @@ def _selection(header: dict, n: int) -> str:
         return f"{n}: stratified random sample (--sample {header['sample']}, seed " \
                f"{header.get('seed')})"
     if header.get("limit"):
-        return f"{n}: the first {header['limit']} of each subject (--limit)"
+        where = "each subject" if summary.task_of(header).limit_per_unit else "the test split"
+        return f"{n}: the first {header['limit']} of {where} (--limit)"
     return f"{n}: the full test set of the chosen subjects"
 
 
@@ -187,7 +188,7 @@ def _slices(s: Summary) -> str:
     if not s.slices:
         return ""
     rows = "".join(f"<tr><td>{esc(x.name)}</td><td class=\"num\">{x.acc:.1%}</td>"
-                   f"<td class=\"num\">{x.n}</td><td>{esc(_span(x.low, x.high))}</td>"
+                   f"<td class=\"num\">{x.n}</td><td>{esc(_slice_span(x))}</td>"
                    f"<td>{esc(x.note)}</td></tr>" for x in s.slices)
     return ("<section id=\"slices\"><h2>Labelled subsets</h2><table><tr><th>subset</th>"
             "<th>accuracy</th><th>n</th><th>95% interval (Wilson)</th><th></th></tr>"
@@ -209,6 +210,12 @@ def _flags(s: Summary, questions: dict[str, Question]) -> str:
             "usual; listed because a label set (MMLU-Redux 2.0) marks their answer key.</p>"
             "<table><tr><th>question</th><th>label</th><th></th></tr>" + "".join(rows)
             + "</table></section>")
+
+
+def _slice_span(x) -> str:
+    """A proportion's interval is cut to [0, 1]; a rescaled score's (which can be negative)
+    is shown as it is."""
+    return _span(x.low, x.high) if x.proportion else f"{x.low:.1%} to {x.high:.1%}"
 
 
 def letter_shares(records: Sequence[QuestionRecord], labels: Sequence[str] = LETTERS[:4]

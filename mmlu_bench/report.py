@@ -118,9 +118,10 @@ def results_json(summary: Summary, header: dict) -> dict:
         "groups": {g.key: results[g.key] for g in rows if g.key in subtasks},
         "group_subtasks": subtasks,
         "versions": {g.key: _version(g.version) for g in rows},
-        "n-shot": {g.key: header["num_fewshot"] for g in rows if g.unit},
+        # Every lm-eval task row (a unit, or a flat task over units), not groups.
+        "n-shot": {g.key: header["num_fewshot"] for g in rows if not g.group},
         "higher_is_better": {g.key: {"acc": True} for g in rows},
-        "n-samples": {g.key: {"original": g.n, "effective": g.n} for g in rows if g.unit},
+        "n-samples": {g.key: {"original": g.n, "effective": g.n} for g in rows if not g.group},
         "config": {"model": header["model"], "backend": header["backend"],
                    "task": summary.task, "num_fewshot": header["num_fewshot"],
                    "limit": header["limit"], "prompt_format": header["prompt_format"],

@@ -53,7 +53,7 @@ def markdown(header: dict, records: list, footer: dict | None, s: Summary) -> st
              f"- few-shot examples: {header['num_fewshot']}",
              f"- questions: {s.n}" + (f" (stratified sample, seed {header.get('seed')})"
                                       if header.get("sample") else
-                                      f" (first {header['limit']} per subject)"
+                                      f" (first {header['limit']} {_limit_scope(header)})"
                                       if header.get("limit") else ""),
              f"- prompt format: {header.get('prompt_format', '')}",
              f"- started: {header.get('started', '')}",
@@ -61,6 +61,11 @@ def markdown(header: dict, records: list, footer: dict | None, s: Summary) -> st
              f"**Accuracy: {s.acc:.4f} ± {s.stderr:.4f}** (95% interval {low:.4f} to "
              f"{high:.4f})", "", table(header, records, footer, s)]
     return "\n".join(lines)
+
+
+def _limit_scope(header: dict) -> str:
+    """--limit N is per unit, or the first N of the split for a task lm-eval runs as one."""
+    return "per subject" if summary.task_of(header).limit_per_unit else "of the test split"
 
 
 def _json(header: dict, records: list, footer: dict | None, s: Summary) -> str:

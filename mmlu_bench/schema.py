@@ -140,6 +140,7 @@ class Slice:
     low: float
     high: float
     note: str = ""
+    proportion: bool = True  # False: a rescaled score (e.g. normalized), may leave [0, 1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 TASKS: dict[str, tuple[str, str, str]] = {
     "mmlu": ("mmlu_bench.tasks.mmlu", "MMLU",
              "MMLU, 57 subjects, as lm-eval's `mmlu` (log-likelihood of A-D)"),
+    "mmlu_pro": ("mmlu_bench.tasks.mmlu_pro", "MMLUPro",
+                 "MMLU-Pro, 14 categories, as lm-eval's `leaderboard_mmlu_pro` (A-J)"),
     "mmlu_redux": ("mmlu_bench.tasks.mmlu_redux", "MMLURedux",
                    "MMLU-Redux 2.0: re-checked MMLU test rows, MMLU's loglik recipe (ok rows)"),
     "mmmlu": ("mmlu_bench.tasks.mmmlu", "MMMLU",
