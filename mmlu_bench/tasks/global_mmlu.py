@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import DataError
-from ..schema import LETTERS, Question, QuestionRecord, Slice, TaskData
+from ..schema import Question, QuestionRecord, Slice, TaskData
 from . import tabular
 from .base import Node, SeededSampler, Task, slice_of
 from .mmlu import CATEGORIES, CATEGORY_OF, SUBJECTS, category_tree
@@ -95,10 +95,7 @@ class GlobalMMLU(Task):
         task), each labelled with its cultural-sensitivity label."""
         out: dict[str, list[Question]] = {}
         for i, row in enumerate(rows):
-            answer = tabular.text(row["answer"]).strip()
-            if answer not in LETTERS[:4]:
-                raise DataError(f"{where}: row {i + 1}: answer must be one of A, B, C, D, got "
-                                f"{answer!r}.")
+            gold = tabular.letter_index(row["answer"], where, i, "answer")
             unit = f"{lang}.{self.part_of(row)}"
             found = out.setdefault(unit, [])
             meta = {LABEL: tabular.text(row[LABEL])}
@@ -106,7 +103,7 @@ class GlobalMMLU(Task):
                 meta["subject"] = tabular.text(row["subject"])
             found.append(Question(unit, len(found), tabular.text(row["question"]),
                                   tuple(tabular.text(row[f"option_{c}"]) for c in "abcd"),
-                                  LETTERS.index(answer), meta))
+                                  gold, meta))
         return {u: tuple(qs) for u, qs in out.items()}
 
     def tree(self, units: Sequence[str]) -> list[Node]:

@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Sequence
 
 from ..errors import DataError, UserError
-from ..schema import LETTERS, Question, TaskData
+from ..schema import Question, TaskData
 from . import tabular
 from .base import Node, Task, first_n_without
 from .mmlu import CATEGORIES, CATEGORY_OF, SUBJECTS, category_tree
@@ -136,13 +136,10 @@ def _questions(loc: str, rows: list[dict], where) -> dict[str, tuple[Question, .
         subject = normalize_subject(tabular.text(row["Subject"]))
         if subject not in CATEGORY_OF:
             continue
-        answer = tabular.text(row["Answer"]).strip()
-        if answer not in LETTERS[:4]:
-            raise DataError(f"{where}: row {i + 1}: Answer must be one of A, B, C, D, got "
-                            f"{answer!r}.")
+        gold = tabular.letter_index(row["Answer"], where, i, "Answer")
         unit = f"{loc}.{subject}"
         found = out.setdefault(unit, [])
         found.append(Question(unit, len(found), tabular.text(row["Question"]),
                               tuple(tabular.text(row[c]) for c in "ABCD"),
-                              LETTERS.index(answer)))
+                              gold))
     return {u: tuple(qs) for u, qs in out.items()}

@@ -60,6 +60,15 @@ def text(value) -> str:
     return "None" if value is None else str(value)
 
 
+def letter_index(value, where, row: int, column: str) -> int:
+    """A four-option answer letter A..D -> 0..3, or a DataError naming the file and row."""
+    answer = text(value).strip()
+    if answer not in ("A", "B", "C", "D"):
+        raise DataError(f"{where}: row {row + 1}: {column} must be one of A, B, C, D, got "
+                        f"{answer!r}.")
+    return "ABCD".index(answer)
+
+
 def _parquet(path: Path, columns: Sequence[str]) -> list[dict]:
     try:
         import pyarrow.parquet as pq
