@@ -11,16 +11,25 @@ mlx-lm's models take no attention mask and no position ids: a forward pass is
 after the shared prefix: every row's tokens sit at their true positions, the causal mask keeps
 the padding (which comes after them) from touching them, and each row is read at its own
 last positions. Left padding would need a mask that hides padding in the middle of a row.
+
+On Linux the `mlx[cpu]` wheel multiplies matrices with the reference BLAS it bundles, ~30x
+slower than an optimized one; see _system_blas.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import logging
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ..errors import ConfigError, ModelError
 from ..schema import ChoiceScores, ScoreRequest
 from . import tokens as tk
+
+log = logging.getLogger(__name__)
 
 # Padded tokens per batch for --batch-size auto, and what one more forward pass costs in
 # tokens when cutting batches (see hf.py). A GPU runs a pass in about the time of many tokens.
@@ -38,6 +47,7 @@ class MLXBackend:
     accepts_skip = True
 
     def __init__(self, config) -> None:
+        self.blas = _system_blas()
         import mlx.core as mx
 
         self.mx = mx
@@ -56,10 +66,12 @@ class MLXBackend:
         # whole, which is correct for any causal model.
         self.prefix_sharing = config.prefix_sharing and _plain_kv_cache(self.model)
         self.pad = self.tokenizer.pad_token_id or 0
+        self.split = _split_head(mx, self.model)
 
     def info(self) -> dict:
         return {"device": f"mlx {self.device}", "dtype": _dtype(self.mx, self.model),
                 "quantization": self.quantization, "max_length": self.max_length,
+                "blas": self.blas,
                 **self.identity}
 
     def close(self) -> None:
@@ -105,11 +117,15 @@ class MLXBackend:
         # Right padding: see the module docstring. The padding id is never read.
         ids = mx.array([list(s) + [self.pad] * (width - len(s)) for s in suffixes])
         cache = _extend(prefix, len(batch)) if prefix is not None else None
-        logits = self.model(ids, cache=cache)
         # Row i's last `keep` positions end at its own length; a row shorter than `keep`
         # reads only its own last positions (tokens.Collector reads the last n).
         where = mx.array([[max(len(s) - keep + j, 0) for j in range(keep)] for s in suffixes])
-        picked = mx.take_along_axis(logits, where[:, :, None], axis=1).astype(mx.float32)
+        if self.split:  # the vocabulary projection only where logits are read
+            body, head = self.split
+            picked = head(mx.take_along_axis(body(ids, cache=cache), where[:, :, None], axis=1))
+        else:
+            picked = mx.take_along_axis(self.model(ids, cache=cache), where[:, :, None], axis=1)
+        picked = picked.astype(mx.float32)
         logprobs = picked - mx.logsumexp(picked, axis=-1, keepdims=True)
         import numpy as np
 
@@ -133,6 +149,53 @@ def _extend(prefix: list, batch_size: int) -> list:
                    mx.broadcast_to(values, (batch_size, *values.shape[1:])))
         out.append(c)
     return out
+
+
+def _system_blas() -> str:
+    """Have mlx's Linux CPU wheel multiply matrices with the system's OpenBLAS, if any.
+
+    The wheel links the netlib reference BLAS (mlx_cpu.libs/libblas-*.so): a 135M model ran
+    ~6 tokens/s on one core, against ~150 with OpenBLAS. A library loaded RTLD_GLOBAL before
+    libmlx is searched first for libmlx's BLAS symbols (sgemm_ ...), so loading OpenBLAS
+    before the first `import mlx.core` is enough; the results differ only by rounding. Once
+    mlx is imported the choice is made; Macs use Accelerate and need nothing.
+    """
+    if sys.platform != "linux":
+        return "platform"
+    if "mlx.core" in sys.modules:
+        return "as loaded"
+    name = ctypes.util.find_library("openblas")
+    if name:
+        try:
+            ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+            return name
+        except OSError:
+            pass
+    log.warning("mlx: no system OpenBLAS found; the mlx[cpu] wheel's reference BLAS is ~30x "
+                "slower (apt install libopenblas0, or LD_PRELOAD an optimized BLAS).")
+    return "bundled reference"
+
+
+def _split_head(mx, model):
+    """(body, head) with model(ids) == head(body(ids)), or None.
+
+    mlx-lm's models compute logits at every position (no logits_to_keep); the vocabulary
+    projection is a fifth of a 135M model's work per token. Most models are `model.model`
+    then `lm_head` (or the tied embedding); one small pass checks that this model is, since
+    some scale or cap the logits after the projection.
+    """
+    body, args = getattr(model, "model", None), getattr(model, "args", None)
+    head = getattr(model, "lm_head", None)
+    if head is None and getattr(args, "tie_word_embeddings", False):
+        head = getattr(getattr(body, "embed_tokens", None), "as_linear", None)
+    if body is None or head is None:
+        return None
+    ids = mx.array([[1, 2, 3, 4, 5, 6, 7, 8]])
+    try:
+        same = mx.allclose(head(body(ids, cache=None)), model(ids), rtol=1e-4, atol=1e-4)
+        return (body, head) if same.item() else None
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def _plain_kv_cache(model) -> bool:
