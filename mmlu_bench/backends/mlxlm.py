@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import logging
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -244,12 +245,31 @@ def _load(config):
         folder = download_model(config.model)
         identity = {"hub_id": config.model, "revision": folder.name}
     try:
-        model, tokenizer, settings = load(str(folder), return_config=True)
+        overrides = _rope_settings(json.loads((folder / "config.json").read_text()))
+        model, tokenizer, settings = load(str(folder), model_config=overrides,
+                                          return_config=True)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{config.model}: mlx-lm could not load the model ({first[:200]})."
                          ) from None
     return model, tokenizer, settings, identity
+
+
+def _rope_settings(settings: dict) -> dict:
+    """rope_theta (and rope_scaling) at the top level, where mlx-lm's models read them.
+
+    transformers 5 saves them inside `rope_parameters`; mlx-lm 0.32's llama (and others)
+    read only the top-level keys and silently fall back to theta 10000: SmolLM2 (theta 1e5)
+    then gave log-likelihoods off by up to 5 nats. Folders saved by transformers 4, as most
+    on the hub are, already have the top-level keys.
+    """
+    rope = settings.get("rope_parameters")
+    if not isinstance(rope, dict) or "rope_theta" not in rope or "rope_theta" in settings:
+        return {}
+    out = {"rope_theta": rope["rope_theta"]}
+    if rope.get("rope_type", "default") != "default" and "rope_scaling" not in settings:
+        out["rope_scaling"] = {**rope, "type": rope["rope_type"]}
+    return out
 
 
 def _quantization(settings: dict) -> dict | None:
