@@ -5,7 +5,7 @@ The GGUF model (SmolLM2-135M-Instruct Q4_1 by default) is turned into a transfor
 (the weights hf: scores, dequantized to fp32) and, by mlx-lm's converter, into an fp32 MLX
 folder and a 4-bit copy (kept under --out/models for the next run). Then `mmlu-bench run`
 runs, each as a child process one after another: hf: on the GGUF, mlx: on the fp32 folder,
-mlx: on the 4-bit folder. Printed for each: wall time, peak RSS (the child's own, from wait4,
+mlx: on the 4-bit folder. Printed for each: wall and CPU time, peak RSS (the child's own, from wait4,
 and the summed RSS of its process tree sampled every 0.1 s), and against hf: the prediction
 agreement and the largest |log-likelihood difference|.
 
@@ -92,7 +92,9 @@ def measure(cmd: list[str], log: Path) -> dict:
     sampler.join()
     if child.returncode:
         sys.exit(f"{' '.join(cmd)} failed ({child.returncode}); see {log}")
-    return {"wall_s": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024),
+    # CPU seconds as well: on a shared machine the wall time says as much about the neighbours.
+    return {"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024),
             "peak_tree_rss_mb": round(peak[0] / 2**20)}
 
 
