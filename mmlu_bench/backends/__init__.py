@@ -20,6 +20,8 @@ BACKENDS: dict[str, tuple[str, str, str, str]] = {
            "pip install 'mmlu-bench[hf]'"),
     "gguf": ("mmlu_bench.backends.llamacpp", "LlamaCppBackend", "llama-cpp-python",
              "pip install 'mmlu-bench[gguf]'"),
+    "mlx": ("mmlu_bench.backends.mlxlm", "MLXBackend", "mlx, mlx-lm",
+            "pip install 'mmlu-bench[mlx]' (on Linux also 'mlx[cpu]')"),
     "openai": ("mmlu_bench.backends.openai_compat", "OpenAIBackend",
                "an OpenAI-compatible server that returns logprobs", "nothing to install"),
     "ollama": ("mmlu_bench.backends.ollama", "open_backend",
@@ -32,7 +34,8 @@ BACKENDS: dict[str, tuple[str, str, str, str]] = {
 DEMO_BACKENDS = ("hf", "gguf")
 # Python packages whose presence `mmlu-bench backends` checks.
 REQUIRES: dict[str, tuple[str, ...]] = {
-    "hf": ("torch", "transformers"), "gguf": ("llama_cpp",), "openai": (), "ollama": (), "fake": (),
+    "hf": ("torch", "transformers"), "gguf": ("llama_cpp",), "mlx": ("mlx", "mlx_lm"),
+    "openai": (), "ollama": (), "fake": (),
 }
 
 

@@ -20,7 +20,6 @@ import inspect
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..schema import ChoiceScores, ScoreRequest
@@ -30,8 +29,6 @@ from .hf_load import load
 
 log = logging.getLogger(__name__)
 
-# Rows sharing fewer tokens than this are run without a prefix cache (not worth the copy).
-MIN_SHARED_PREFIX = 32
 # Padded tokens per batch for --batch-size auto. On CPU small batches are fastest (a 135M model
 # ran ~470 tok/s at batch 4 and slower at 32); accelerators like large ones.
 AUTO_TOKEN_BUDGET = {"cpu": 1024, "mps": 8192, "cuda": 32768}
@@ -43,16 +40,6 @@ BATCH_OVERHEAD = {"cpu": 48, "mps": 1024, "cuda": 4096}
 # Batches run at once on a multi-core CPU, each on threads/CPU_LANES threads (see lanes.py),
 # each within its share of the token budget.
 CPU_LANES = 2
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """One subject's work: its shared prefix, the batches to run, how to read them."""
-
-    prefix: tuple[int, ...]
-    todo: list
-    skip: frozenset[str]
-    collector: tk.Collector
 
 
 class HFBackend:
@@ -75,12 +62,13 @@ class HFBackend:
         self.threads = torch.get_num_threads()
         self.lanes = min(CPU_LANES, self.threads) if self.device == "cpu" else 1
         self.model, self.tokenizer, self.identity = load(config, self.device, self.dtype)
-        self.max_length = _max_length(self.model, self.tokenizer)
+        self.max_length = tk.max_length(lambda name: getattr(self.model.config, name, None),
+                                        self.tokenizer)
+        self.encode = tk.lm_eval_encoder(self.tokenizer)
         # transformers 5.2x renamed the forward's `past_key_values` to `cache` (the old name
         # warns, then goes away); older versions know only the old name.
         params = inspect.signature(self.model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
-        self._encode = tk.lm_eval_encoder(self.tokenizer)
 
     def info(self) -> dict:
         return {"device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
@@ -88,9 +76,6 @@ class HFBackend:
 
     def close(self) -> None:
         self.model = None
-
-    def encode(self, text: str) -> list[int]:
-        return self._encode(text)  # lm-eval's BOS rule (tokens.lm_eval_encoder)
 
     def score(self, requests: Sequence[ScoreRequest],
               skip: frozenset[str] = frozenset()) -> Iterator[list[ChoiceScores]]:
@@ -102,46 +87,20 @@ class HFBackend:
         beside this unit's last batches (lanes.py). Each unit is planned (tokenized) when its
         turn comes, over all its requests, and only batches holding a question not in its
         skip set run: a resumed run computes each question in the same batch, bit for bit."""
-        # Only each subject's collector outlives its batches (rows and caches are freed as
-        # subjects finish: memory stays flat over a full run); it forgets finished questions.
-        checks: list[tuple[tk.Collector, frozenset[str]]] = []
-
-        def planned() -> Iterator[_Plan]:
-            for requests, skip in groups:
-                plan = self._plan(requests, skip)
-                checks.append((plan.collector, skip))
-                if plan.todo:
-                    yield plan
-
         with _sdpa_gqa(self.device):
-            for plan, batch, logprobs in self._run(planned()):
-                done = []
-                for row, out in zip(batch, logprobs, strict=True):
-                    scores = plan.collector.add(row, out)
-                    if scores is not None and row.qid not in plan.skip:
-                        done.append(scores)
-                if done:
-                    yield done
-        for collector, skip in checks:
-            unfinished = set(collector.pending) - skip
-            assert not unfinished, f"unfinished questions: {sorted(unfinished)[:3]}"
+            yield from tk.score_stream(groups, self._plan, self._run)
 
-    def _plan(self, requests: Sequence[ScoreRequest], skip: frozenset[str]) -> _Plan:
-        rows = [row for r in requests for row in tk.plan_rows(r, self.encode, self.max_length)]
-        shared = tk.common_prefix(rows) if self.prefix_sharing else 0
-        if shared < MIN_SHARED_PREFIX:
-            shared = 0
+    def _plan(self, requests: Sequence[ScoreRequest], skip: frozenset[str]) -> tk.Plan:
         # The token budget is for all lanes together: it bounds the memory in flight.
-        batches = tk.batches(rows, shared, self.batch_size, self.token_budget // self.lanes,
-                             self.batch_overhead)
-        todo = [batch for batch in batches if not all(row.qid in skip for row in batch)]
-        prefix = rows[0].tokens[:shared] if rows else ()
-        return _Plan(prefix, todo, skip, tk.Collector(rows))
+        return tk.plan_subject(requests, skip, self.encode, self.max_length,
+                               sharing=self.prefix_sharing, batch_size=self.batch_size,
+                               token_budget=self.token_budget // self.lanes,
+                               overhead=self.batch_overhead)
 
-    def _run(self, plans: Iterator[_Plan]) -> Iterator[tuple[_Plan, list, list]]:
+    def _run(self, plans: Iterator[tk.Plan]) -> Iterator[tuple[tk.Plan, list, list]]:
         """(plan, batch, log-softmax rows) for each batch to do: in lanes of one thread each
         on a multi-core CPU, else one pass after another."""
-        def setup(plan: _Plan):  # (shared tokens, their cache) for the plan's batches
+        def setup(plan: tk.Plan):  # (shared tokens, their cache) for the plan's batches
             return lambda: (len(plan.prefix), self._prefix_cache(plan.prefix) if plan.prefix
                             else None)
 
@@ -277,13 +236,3 @@ def _pick_dtype(requested: str, device: str):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     # bf16 matmuls ran ~7x slower than fp32 on an AVX2 CPU; fp16 is Metal's fast path.
     return torch.float16 if device == "mps" else torch.float32
-
-
-def _max_length(model, tokenizer) -> int:
-    """lm-eval's rule: the model config's context size, else the tokenizer's, else 2048."""
-    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-        value = getattr(model.config, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    limit = getattr(tokenizer, "model_max_length", None)
-    return limit if isinstance(limit, int) and 0 < limit < 10**9 else 2048

@@ -1,18 +1,22 @@
-"""Token-level planning shared by the in-process backends (transformers, llama.cpp).
+"""Token-level planning shared by the in-process backends (transformers, MLX, llama.cpp).
 
-Turns requests into model input rows exactly as lm-eval 0.4.13 builds them, and finds the
-token prefix a subject's rows share so it can be computed once.
+Turns requests into model input rows exactly as lm-eval 0.4.13 builds them, finds the token
+prefix a subject's rows share so it can be computed once, cuts batches, and turns the batches'
+log-softmax outputs back into each question's scores.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..schema import ChoiceScores, ScoreRequest
 
 Encode = Callable[[str], list[int]]
+
+# Rows sharing fewer tokens than this are run without a prefix cache (not worth the copy).
+MIN_SHARED_PREFIX = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +34,11 @@ class Row:
 
 
 def lm_eval_encoder(tokenizer) -> Encode:
-    """lm-eval 0.4.13's encoding with a transformers tokenizer (its add_bos_token unset).
+    """A Hugging Face tokenizer's encode as lm-eval 0.4.13's hf model calls it.
 
-    The tokenizer's own default for special tokens decides BOS: Llama-style tokenizers prepend
-    it, GPT-2-style ones (SmolLM2) add nothing. A text that already starts with the BOS string
-    gets no second one.
+    With add_bos_token unset, lm-eval encodes with the tokenizer's own default for special
+    tokens: Llama-style tokenizers prepend BOS, GPT-2-style ones add nothing. A text that
+    already starts with the BOS string gets no second one.
     """
     bos = tokenizer.bos_token
     bos_text = bos if isinstance(bos, str) and bos else None
@@ -45,6 +49,17 @@ def lm_eval_encoder(tokenizer) -> Encode:
         return tokenizer.encode(text)
 
     return encode
+
+
+def max_length(setting: Callable[[str], object], tokenizer) -> int:
+    """lm-eval's rule: the model config's context size (`setting(name)`), else the
+    tokenizer's, else 2048."""
+    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = setting(name)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and 0 < limit < 10**9 else 2048
 
 
 def encode_pair(encode: Encode, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -150,3 +165,62 @@ class Collector:
             return None
         del self.pending[row.qid], self.expected[row.qid]
         return ChoiceScores(row.qid, tuple(got[i] for i in range(len(got))), row.n_tokens)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One subject's work: its shared prefix, the batches to run, how to read them."""
+
+    prefix: tuple[int, ...]
+    todo: list[list[Row]]
+    skip: frozenset[str]
+    collector: Collector
+
+
+def plan_subject(requests: Sequence[ScoreRequest], skip: frozenset[str], encode: Encode,
+                 max_length: int, *, sharing: bool, batch_size: int | None, token_budget: int,
+                 overhead: int) -> Plan:
+    """Rows, shared prefix and batches for one subject; only batches with a question not in
+    `skip` are left to do, so a resumed run computes each question in the same batch."""
+    rows = [row for r in requests for row in plan_rows(r, encode, max_length)]
+    shared = common_prefix(rows) if sharing else 0
+    if rows:
+        # Every position a row reads must be computed in its own batch, past the prefix.
+        shared = min(shared, min(len(r.tokens) - max(len(t) for _, t in r.reads) for r in rows))
+    if shared < MIN_SHARED_PREFIX:
+        shared = 0
+    cut = batches(rows, shared, batch_size, token_budget, overhead)
+    todo = [batch for batch in cut if not all(row.qid in skip for row in batch)]
+    prefix = rows[0].tokens[:shared] if rows else ()
+    return Plan(prefix, todo, skip, Collector(rows))
+
+
+def score_stream(groups: Iterable[tuple[Sequence[ScoreRequest], frozenset[str]]],
+                 make_plan: Callable[[Sequence[ScoreRequest], frozenset[str]], Plan],
+                 run: Callable[[Iterator[Plan]], Iterator[tuple[Plan, list[Row], Sequence]]]
+                 ) -> Iterator[list[ChoiceScores]]:
+    """Each subject (requests, skip) planned when its turn comes, its batches run by
+    `run(plans)` as (plan, batch, log-softmax rows), and the scores of the questions each batch
+    completes, skipped ones left out. At the end every question not skipped must be answered."""
+    # Only each subject's collector outlives its batches (rows and caches are freed as
+    # subjects finish: memory stays flat over a full run); it forgets finished questions.
+    checks: list[tuple[Collector, frozenset[str]]] = []
+
+    def planned() -> Iterator[Plan]:
+        for requests, skip in groups:
+            plan = make_plan(requests, skip)
+            checks.append((plan.collector, skip))
+            if plan.todo:
+                yield plan
+
+    for plan, batch, logprobs in run(planned()):
+        done = []
+        for row, out in zip(batch, logprobs, strict=True):
+            scores = plan.collector.add(row, out)
+            if scores is not None and row.qid not in plan.skip:
+                done.append(scores)
+        if done:
+            yield done
+    for collector, skip in checks:
+        unfinished = set(collector.pending) - skip
+        assert not unfinished, f"unfinished questions: {sorted(unfinished)[:3]}"
