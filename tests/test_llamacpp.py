@@ -16,7 +16,7 @@ from mmlu_bench.backends.llamacpp import LlamaCppBackend
 from mmlu_bench.config import RunConfig
 from mmlu_bench.errors import BackendError, ModelError
 from mmlu_bench.records import RECORDS, read
-from mmlu_bench.tasks.mmlu import MMLU
+from mmlu_bench.tasks.mmlu import MMLU, SUBJECTS
 
 from .conftest import REFERENCE_0SHOT
 
@@ -78,9 +78,9 @@ def hf_side(gguf_path):
 def test_planned_tokens_equal_the_hf_backend_on_all_570_five_shot_prompts(backend, hf_side,
                                                                           mmlu_dir):
     hf_encode, hf_max = hf_side
-    data = dataset.load(str(mmlu_dir), dataset.SUBJECTS)
-    requests = [r for s in dataset.SUBJECTS
-                for r in prompts.build_requests(data.test[s][:10], data.dev[s], 5)]
+    data = dataset.load(str(mmlu_dir), SUBJECTS)
+    requests = [r for s in SUBJECTS
+                for r in prompts.build_requests(MMLU(), data.test[s][:10], data, 5)]
     assert len(requests) == 570 and backend.tokenizer == "transformers"
     llama_differs = []
     for r in requests:
