@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import re
 import sys
-from types import SimpleNamespace
 
 import pytest
 
 from mmlu_bench import cli, dataset, prompts
 from mmlu_bench.backends import tokens as tk
-from mmlu_bench.backends.hf import _max_length
 from mmlu_bench.backends.llamacpp import LlamaCppBackend
 from mmlu_bench.config import RunConfig
 from mmlu_bench.errors import BackendError, ModelError
@@ -72,7 +70,8 @@ def hf_side(gguf_path):
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
     config = transformers.AutoConfig.from_pretrained(folder, gguf_file=name)
-    return tk.lm_eval_encoder(tokenizer), _max_length(SimpleNamespace(config=config), tokenizer)
+    return tk.lm_eval_encoder(tokenizer), tk.max_length(lambda name: getattr(config, name, None),
+                                                        tokenizer)
 
 
 def test_planned_tokens_equal_the_hf_backend_on_all_570_five_shot_prompts(backend, hf_side,
