@@ -58,7 +58,8 @@ class _Plan:
 class HFBackend:
     name = "hf"
     exact = True
-    capabilities = frozenset({"loglikelihood"})
+    # chat: renders lm-eval's chat messages with the tokenizer's own template
+    capabilities = frozenset({"loglikelihood", "chat"})
     resume_keys = RESUME_KEYS
 
     def __init__(self, config) -> None:
@@ -82,6 +83,7 @@ class HFBackend:
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         bos = self.tokenizer.bos_token
         self._bos_text = bos if isinstance(bos, str) and bos else None
+        self._model_name = config.model
 
     def info(self) -> dict:
         return {"device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
@@ -89,6 +91,12 @@ class HFBackend:
 
     def close(self) -> None:
         self.model = None
+
+    def chat_renderer(self):
+        """The tokenizer's chat template, applied as lm-eval's HFLM applies it."""
+        from .chat_template import tokenizer_renderer
+
+        return tokenizer_renderer(self.tokenizer, self._model_name)
 
     def encode(self, text: str) -> list[int]:
         # lm-eval 0.4.13 (add_bos_token unset) encodes with the tokenizer's own default for

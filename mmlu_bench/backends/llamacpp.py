@@ -33,6 +33,8 @@ YIELD_EVERY = 16
 class LlamaCppBackend(UnitScorer):
     name = "gguf"
     exact = True
+    # chat: the GGUF's tokenizer.chat_template, rendered as transformers renders it
+    capabilities = frozenset({"loglikelihood", "chat"})
 
     def __init__(self, config) -> None:
         import llama_cpp
@@ -46,6 +48,7 @@ class LlamaCppBackend(UnitScorer):
         self.max_length = llama_cpp.llama_model_n_ctx_train(self.llm.model)
         self.n_vocab = self.llm.n_vocab()
         self._identity: dict | None = None
+        self._bos_text = self._special_tokens().get("bos_token")
 
     def info(self) -> dict:
         if self._identity is None:
@@ -66,7 +69,29 @@ class LlamaCppBackend(UnitScorer):
         # SmolLM2 (GPT-2 style) gets none, Llama-style models get one. special=True because the
         # HF tokenizer lm-eval uses turns a special-token string in the text ("<|im_start|>")
         # into that token; no MMLU question contains one.
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        # A text that already starts with the BOS string (a chat template's output) gets no
+        # second one, as lm-eval's HFLM.tok_encode.
+        add_bos = not (self._bos_text and text.startswith(self._bos_text))
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def chat_renderer(self):
+        from .chat_template import template_renderer
+
+        return template_renderer(self.llm.metadata.get("tokenizer.chat_template"),
+                                 self._special_tokens(), str(self.path))
+
+    def _special_tokens(self) -> dict[str, str]:
+        """The special-token variables transformers gives a template for this file: the
+        GGUF's bos/eos/unknown/padding token ids, as token text."""
+        names = {"bos_token": "bos_token_id", "eos_token": "eos_token_id",
+                 "unk_token": "unknown_token_id", "pad_token": "padding_token_id"}
+        out = {}
+        for name, key in names.items():
+            value = self.llm.metadata.get(f"tokenizer.ggml.{key}")
+            if value is not None and 0 <= int(value) < self.n_vocab:
+                out[name] = self.llm.detokenize([int(value)], special=True).decode(
+                    "utf-8", errors="replace")
+        return out
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[list[ChoiceScores]]:
         rows = [row for r in requests for row in tk.plan_rows(r, self.encode, self.max_length)]

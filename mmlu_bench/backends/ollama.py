@@ -19,6 +19,7 @@ from ..errors import BackendError, ConfigError
 from . import http
 from .http import Client, HTTPStatusError, ServerBackend, Transient
 from .openai_compat import PROBE, TOP_K
+from .server_chat import ChatLetters, ollama_chat_alternatives, ollama_chat_body
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,13 @@ def _stopped_at_once(answer) -> bool:
             and not answer.get("response") and answer.get("done_reason") == "stop")
 
 
-class OllamaBackend(ServerBackend):
+class OllamaBackend(ChatLetters, ServerBackend):
     name = "ollama"
     exact = False  # top-k only: a letter outside the top 20 is recorded as missing
     path = "/api/generate"
+    # chat: --apply-chat-template requests go to /api/chat (server_chat.py)
+    capabilities = frozenset({"loglikelihood", "chat"})
+    chat_path = "/api/chat"
     # A model pulled again under the same name is another model: its digest must match.
     resume_keys = ServerBackend.resume_keys + ("model_digest",)
 
@@ -106,6 +110,14 @@ class OllamaBackend(ServerBackend):
         return {"model": self.model, "prompt": prompt, "raw": True, "stream": False,
                 "options": {"num_predict": 1, "temperature": 0},
                 "logprobs": True, "top_logprobs": TOP_K}
+
+    def _chat_body(self, messages: list[dict]) -> dict:
+        return ollama_chat_body(self.model, messages)
+
+    @staticmethod
+    def _chat_parse(answer: dict) -> tuple[dict[str, float], int]:
+        prompt_tokens = answer.get("prompt_eval_count") if isinstance(answer, dict) else None
+        return ollama_chat_alternatives(answer), int(prompt_tokens or 0)
 
     @staticmethod
     def _parse(answer: dict) -> tuple[dict[str, float], int]:
