@@ -134,3 +134,150 @@ def test_flags_defaults_and_refusals():
         RunConfig.from_spec("fake:x", fewshot_as_multiturn=True)
     plain = RunConfig.from_spec("fake:x", system_instruction="Be brief.").format_spec()
     assert plain.name == "plain" and "+system:" in plain.prompt_format(MMLU())
+
+
+def test_one_bos_when_the_rendered_text_starts_with_it():
+    """A BOS-adding tokenizer (Llama-style) gives the chat context one BOS, not two, as
+    lm-eval's HFLM.tok_encode; a plain context gets the tokenizer's BOS."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from mmlu_bench.backends.hf import HFBackend
+
+    vocab = {"<s>": 0, "<unk>": 1, "Q": 2, "?": 3, "Answer": 4, ":": 5}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    raw.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[
+        ("<s>", 0)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", unk_token="<unk>")
+
+    class Stub:  # HFBackend.encode needs only these two attributes
+        tokenizer, _bos_text = tok, "<s>"
+
+    assert HFBackend.encode(Stub(), "Q ? Answer :") == [0, 2, 3, 4, 5]
+    assert HFBackend.encode(Stub(), "<s>Q ? Answer :") == [0, 2, 3, 4, 5]
+
+
+def test_continuations_share_the_newline_and_run_as_one_row():
+    """"\\nA".."\\nD" after a generation prompt: the newline is fed once, the four letters are
+    read from one pass (tokens.plan_rows), each continuation two tokens as lm-eval splits it."""
+    from mmlu_bench.backends import tokens as tk
+    from mmlu_bench.schema import ScoreRequest
+
+    words = {"<ctx>": 7, "\n": 9, "A": 1, "B": 2, "C": 3, "D": 4}
+
+    def encode(text: str) -> list[int]:
+        out, i = [], 0
+        while i < len(text):
+            word = next(w for w in words if text.startswith(w, i))
+            out.append(words[word])
+            i += len(word)
+        return out
+
+    request = ScoreRequest("x/0", "<ctx><ctx>\n", ("A", "B", "C", "D"))
+    rows = tk.plan_rows(request, encode, 100)
+    assert len(rows) == 1 and rows[0].tokens == (7, 7, 9)
+    assert rows[0].reads == ((0, (9, 1)), (1, (9, 2)), (2, (9, 3)), (3, (9, 4)))
+
+
+def test_results_json_carries_lm_evals_chat_fields(tmp_path):
+    from mmlu_bench import report_formats
+
+    header = {"model": "m", "backend": "hf", "num_fewshot": 0, "limit": 1,
+              "prompt_format": "p", "tool_version": "0", "subjects": ["anatomy"],
+              "chat": {"chat_template": "T", "chat_template_sha": "s",
+                       "system_instruction": None, "system_instruction_sha": None,
+                       "fewshot_as_multiturn": True}}
+    from mmlu_bench import summary
+    from mmlu_bench.schema import QuestionRecord
+
+    records = [QuestionRecord("anatomy/0", "anatomy", 0, 1, (-2.0, -1.0, -3.0, -4.0), 1, True,
+                              "h", 10)]
+    s = summary.build(header, records, True)
+    out = report_formats.results(header, records, None, s)
+    assert {k: out[k] for k in header["chat"]} == header["chat"]
+
+
+# ---------------------------------------------------------------- the real model (slow)
+
+@pytest.fixture(scope="module")
+def hf_smollm2(gguf_path):
+    from mmlu_bench import backends
+
+    backend = backends.create(RunConfig.from_spec(f"hf:{gguf_path}", progress=False))
+    yield backend
+    backend.close()
+
+
+@pytest.mark.slow
+def test_gguf_renders_the_same_bytes_as_transformers(hf_smollm2, gguf_path, llama_cpp,
+                                                     mmlu_dir):
+    from mmlu_bench import backends, dataset
+
+    gguf = backends.create(RunConfig.from_spec(f"gguf:{gguf_path}", threads=1, ctx_size=512))
+    try:
+        ours, theirs = gguf.chat_renderer(), hf_smollm2.chat_renderer()
+        assert ours.template == theirs.template and ours.sha256 == FIXTURES_SHA
+        data = dataset.load(str(mmlu_dir), ("anatomy", "marketing"))
+        for subject in ("anatomy", "marketing"):
+            for multiturn in (True, False):
+                fmt = Chat(fewshot_as_multiturn=multiturn, system_instruction="Be exact.")
+                test = data.test[subject][:3]
+                a = fmt.requests(MMLU(), test, data, 5, ours)
+                b = fmt.requests(MMLU(), test, data, 5, theirs)
+                assert [r.context for r in a] == [r.context for r in b]
+                # one token sequence on both: the template's markers are special tokens
+                assert gguf.encode(a[0].context) == hf_smollm2.encode(a[0].context)
+    finally:
+        gguf.close()
+
+
+FIXTURES_SHA = "872be49dbb638044ad01b60388f48d469ff2980e5f0dccdc22ec907db54d0788"
+
+
+@pytest.mark.slow
+def test_five_shot_multiturn_keeps_a_long_shared_prefix(hf_smollm2, mmlu_dir):
+    from mmlu_bench import dataset
+
+    data = dataset.load(str(mmlu_dir), ("anatomy",))
+    requests = Chat().requests(MMLU(), data.test["anatomy"][:4], data, 5,
+                               hf_smollm2.chat_renderer())
+    plan = hf_smollm2._plan(requests, frozenset())
+    assert len(plan.prefix) > 300  # the system turn and the five answered shots
+    assert sum(len(b) for b in plan.todo) == 4  # one row per question
+
+
+@pytest.mark.slow
+def test_a_chat_run_records_its_template_and_resumes_to_the_same_records(
+        hf_smollm2, gguf_path, mmlu_dir, tmp_path):
+    from unittest import mock
+
+    from mmlu_bench import backends, records, runner
+
+    from .conftest import _KeepOpen
+    from .test_resume import assert_same_run, keep_lines
+
+    def run(out: Path) -> None:
+        config = RunConfig.from_spec(f"hf:{gguf_path}", data_dir=str(mmlu_dir),
+                                     subjects="anatomy", limit=4, num_fewshot=2,
+                                     apply_chat_template=True, system_instruction="Be exact.",
+                                     output=str(out), progress=False)
+        with mock.patch.object(backends, "create", return_value=_KeepOpen(hf_smollm2)):
+            runner.run(config)
+
+    run(tmp_path / "whole")
+    header, recs, _ = records.read(tmp_path / "whole" / records.RECORDS)
+    assert header["chat"]["chat_template_sha"] == FIXTURES_SHA
+    assert header["chat"]["system_instruction"] == "Be exact."
+    assert header["chat"]["fewshot_as_multiturn"] is True
+    assert header["prompt_format"].endswith(f"+chat:{FIXTURES_SHA[:16]}+multiturn+system:"
+                                            f"{prompts.sha256('Be exact.')[:16]}")
+    assert len(recs) == 4 and all(None not in r.loglikelihoods for r in recs)
+    results = json.loads((tmp_path / "whole" / "results.json").read_text())
+    assert results["chat_template_sha"] == FIXTURES_SHA
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / records.RECORDS).write_bytes(
+        (tmp_path / "whole" / records.RECORDS).read_bytes())
+    keep_lines(tmp_path / "cut" / records.RECORDS, 1 + 2)
+    run(tmp_path / "cut")
+    assert_same_run(tmp_path / "whole", tmp_path / "cut")
