@@ -281,3 +281,38 @@ def test_a_chat_run_records_its_template_and_resumes_to_the_same_records(
     keep_lines(tmp_path / "cut" / records.RECORDS, 1 + 2)
     run(tmp_path / "cut")
     assert_same_run(tmp_path / "whole", tmp_path / "cut")
+
+
+@pytest.mark.slow
+def test_openai_chat_endpoint_agrees_with_gguf(gguf_path, llama_cpp, mmlu_dir, tmp_path):
+    """openai: sends the messages to llama-cpp-python's /chat/completions (the server renders
+    the GGUF's template) and reads "A".."D" from the first assistant token; gguf: renders the
+    same template itself and scores "\\nA".."\\nD". The newline's term is the same for every
+    letter, so the letters' differences and the predictions agree."""
+    from mmlu_bench import records, runner
+
+    from .servers import LlamaCppServer
+
+    def run(model: str, out: str, **extra) -> list:
+        config = RunConfig.from_spec(model, data_dir=str(mmlu_dir), subjects="anatomy",
+                                     limit=3, apply_chat_template=True, output=str(tmp_path / out),
+                                     progress=False, **extra)
+        runner.run(config)
+        return records.read(tmp_path / out / records.RECORDS)
+
+    server = LlamaCppServer(gguf_path, tmp_path / "server.log")
+    try:
+        header, served, _ = run(f"openai:{server.base}", "openai",
+                                model_name=LlamaCppServer.MODEL_ID, concurrency=1)
+    finally:
+        server.stop()
+    _, local, _ = run(f"gguf:{gguf_path}", "gguf", threads=1, ctx_size=512)
+    assert header["prompt_format"].endswith("+chat:server+multiturn")
+    assert header["chat"]["chat_template"] == "" and header["chat"]["chat_template_sha"] is None
+    assert [r.pred for r in served] == [r.pred for r in local]
+    for a, b in zip(served, local, strict=True):
+        assert a.prompt_sha256 != b.prompt_sha256  # the messages' JSON vs the rendered text
+        assert None not in a.loglikelihoods
+        rel_a = [x - a.loglikelihoods[0] for x in a.loglikelihoods]
+        rel_b = [x - b.loglikelihoods[0] for x in b.loglikelihoods]
+        assert rel_a == pytest.approx(rel_b, abs=2e-3)

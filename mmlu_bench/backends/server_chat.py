@@ -78,8 +78,13 @@ class ChatLetters:
     def chat_renderer(self) -> ChatRenderer:
         """Checks once that the chat endpoint returns logprobs, then scores through it."""
         try:
-            self.client.post(self.chat_path, self._chat_body(PROBE), check=self._chat_parse,
-                             retry=http.STARTUP_RETRY)
+            try:
+                self._chat_probe()
+            except HTTPStatusError as e:
+                if e.status not in (400, 422) or not getattr(self, "min_tokens", False):
+                    raise
+                self.min_tokens = False  # a server that rejects min_tokens: send it without
+                self._chat_probe()
         except HTTPStatusError as e:
             raise BackendError(f"{e.url} refused a chat request (HTTP {e.status}: {e.detail}); "
                                "leave out --apply-chat-template to score the plain prompt"
@@ -89,6 +94,10 @@ class ChatLetters:
                                f"request ({e}); mmlu-bench needs top logprobs there for "
                                "--apply-chat-template") from None
         return server_renderer()
+
+    def _chat_probe(self) -> None:
+        self.client.post(self.chat_path, self._chat_body(PROBE), check=self._chat_parse,
+                         retry=http.STARTUP_RETRY)
 
     def _one(self, request: ScoreRequest, stop: threading.Event) -> ChoiceScores:
         if request.messages is None:
