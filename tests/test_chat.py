@@ -316,3 +316,58 @@ def test_openai_chat_endpoint_agrees_with_gguf(gguf_path, llama_cpp, mmlu_dir, t
         rel_a = [x - a.loglikelihoods[0] for x in a.loglikelihoods]
         rel_b = [x - b.loglikelihoods[0] for x in b.loglikelihoods]
         assert rel_a == pytest.approx(rel_b, abs=2e-3)
+
+
+def test_ollama_sends_the_messages_to_api_chat_and_reads_the_bare_letters(tmp_path,
+                                                                         monkeypatch):
+    """ollama: with --apply-chat-template: /api/chat with the messages, one token, top 20
+    logprobs; the letters are read without a leading space. (The server's numbers here are
+    made up: this pins the request and the reading; test_openai_chat_endpoint_agrees_with_gguf
+    checks real numbers through the same mixin.)"""
+    from mmlu_bench import records, runner
+
+    from .servers import _entry, _Handler, _Threaded
+
+    seen: list[dict] = []
+
+    class Server(_Threaded):
+        def __init__(self) -> None:
+            class Handler(_Handler):
+                def do_GET(self) -> None:
+                    if self.path == "/api/version":
+                        return self.send(200, {"version": "0.13.0"})
+                    self.send(200, {"models": [{"name": "m:latest", "model": "m:latest",
+                                                "digest": "d" * 64}]})
+
+                def do_POST(self) -> None:
+                    body = json.loads(self.body())
+                    seen.append({"path": self.path, **body})
+                    alts = [_entry(t, -i - 1.0) for i, t in enumerate(["B", " B", "A", "C"])]
+                    self.send(200, {"message": {"role": "assistant", "content": "B"},
+                                    "prompt_eval_count": 50, "done": True,
+                                    "logprobs": [{**alts[0], "top_logprobs": alts}]})
+
+            self.start(Handler)
+
+    with Server() as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.url)
+        data = tmp_path / "data"
+        for split in ("dev", "test"):
+            (data / split).mkdir(parents=True)
+            rows = "".join(f'"Made-up question {i}?",a,b,c,d,B\n' for i in range(2))
+            (data / split / f"anatomy_{split}.csv").write_text(rows)
+        config = RunConfig.from_spec("ollama:m", data_dir=str(data), subjects="anatomy",
+                                     num_fewshot=1, apply_chat_template=True,
+                                     output=str(tmp_path / "run"), progress=False)
+        runner.run(config)
+    chats = [s for s in seen if s["path"] == "/api/chat"]
+    assert len(chats) == 1 + 2  # the start-up probe, then one per question
+    asked = chats[1]
+    assert asked["options"]["num_predict"] == 1 and asked["logprobs"] is True
+    assert asked["top_logprobs"] == 20 and asked["stream"] is False
+    assert [m["role"] for m in asked["messages"]] == ["system", "user", "assistant", "user"]
+    assert asked["messages"][2]["content"] == "B"
+    _, recs, _ = records.read(tmp_path / "run" / records.RECORDS)
+    assert [r.loglikelihoods for r in recs] == [(-3.0, -1.0, -4.0, None)] * 2
+    assert {r.prompt_sha256 for r in recs} == {
+        prompts.sha256(json.dumps(c["messages"], ensure_ascii=False)) for c in chats[1:]}
