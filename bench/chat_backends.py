@@ -54,7 +54,8 @@ def mmlu_bench(model: str, header: dict, out: Path, extra: list[str]) -> float:
     print("$ " + " ".join(cmd), flush=True)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": str(REPO)})
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                       p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)})
     return time.perf_counter() - start
 
 
