@@ -44,7 +44,8 @@ class Mmlu:
     def tag(self) -> str:
         a = self.args
         return f"{a.num_fewshot}shot_limit{a.limit or 'all'}" + \
-            (f"_{len(self.subjects)}subjects" if len(self.subjects) < 57 else "")
+            (f"_{len(self.subjects)}subjects" if len(self.subjects) < 57 else "") + \
+            ("_chat" if getattr(a, "apply_chat_template", False) else "")
 
     def write_lmeval_tasks(self, lm_dir: Path, dest: Path) -> dict:
         tree = lmeval_task.write_task_dir(lm_dir, Path(self.args.data_dir), self.subjects, dest)
@@ -63,6 +64,13 @@ class Mmlu:
         return planned_prompts(self.args.data_dir, self.args.num_fewshot, self.subjects, limit)
 
     def mmlu_bench_tokens(self, questions, limit, counter, lm_requests):
+        if getattr(self.args, "apply_chat_template", False):
+            # Chat prompts depend on the model's template: count lm-eval's own requests, each
+            # checked by its sha256 against the prompt mmlu-bench recorded.
+            if not lm_requests:
+                return None, "chat prompts: counted from lm-eval's requests, and none ran"
+            planned = {qid: (sha256(pairs[0][0]), pairs) for qid, pairs in lm_requests}
+            return count_matching(questions, planned, counter)
         return count_matching(questions, self.planned(limit, lm_requests), counter)
 
     def checks(self, results: dict, per_q: dict, summary: dict) -> None:
@@ -70,7 +78,8 @@ class Mmlu:
         want = expected_tree(self.subjects)
         summary["group_tree_as_expected"] = {k: check_tree(k, r.group_tree, want)
                                              for k, r in results.items() if r.status == "ok"}
-        if self.args.num_fewshot == 0 and REFERENCE.is_file():
+        if self.args.num_fewshot == 0 and REFERENCE.is_file() and \
+                not getattr(self.args, "apply_chat_template", False):
             self._reference(per_q, summary)
 
     def _reference(self, per_q: dict, summary: dict) -> None:

@@ -86,6 +86,11 @@ def _parser(model: Path | None) -> argparse.ArgumentParser:
     p.add_argument("--lmeval-cold-cache", action="store_true",
                    help="a fresh datasets cache for lm-eval (it then converts the CSVs to Arrow "
                         "inside the timed run); default: a cache kept under --out")
+    p.add_argument("--apply-chat-template", action="store_true",
+                   help="both tools render prompts with the model's chat template (lm-eval's "
+                        "--apply_chat_template; few-shot as multi-turn, its default)")
+    p.add_argument("--no-fewshot-as-multiturn", action="store_true",
+                   help="with --apply-chat-template: few-shot examples in one user turn")
     _gguf_options(p)
     return p
 
@@ -122,6 +127,11 @@ def parse_args() -> argparse.Namespace:
         args.gguf_limit = args.limit
     if args.also_gguf and not args.model.endswith(".gguf"):
         p.error("--also-gguf needs a .gguf --model")
+    if args.no_fewshot_as_multiturn and not args.apply_chat_template:
+        p.error("--no-fewshot-as-multiturn goes with --apply-chat-template")
+    if args.apply_chat_template and args.also_gguf:
+        p.error("--also-gguf: lm-eval's gguf model cannot apply a chat template (use "
+                "bench/chat_backends.py to compare mmlu-bench's gguf: and openai: with hf:)")
     if args.no_hf and not args.also_gguf:
         p.error("--no-hf leaves nothing to run without --also-gguf")
     if args.task == "mmlu_pro":

@@ -34,6 +34,7 @@ def _lmeval_cmd(args, task, run_dir, task_dir, model_type, limit, server):
     else:
         margs, extra = f"base_url={server.url}", []
     out = run_dir / f"lmeval-{model_type}"
+    extra += chat_args(args, "lm-eval")
     return lr.command(Path(args.lmeval_venv), model_type, margs, task.lm_task, task_dir,
                       args.num_fewshot, out, limit, extra), out
 
@@ -78,10 +79,21 @@ def _mmlu_bench_cmd(args, task, backend: str, limit: int, out: Path) -> list:
            "--output", out, "--no-progress"]
     if limit:
         cmd += ["--limit", str(limit)]
-    cmd += task.mmlu_bench_args()
+    cmd += task.mmlu_bench_args() + chat_args(args, "mmlu-bench")
     if backend == "hf":
         return cmd + ["--device", args.device]
     return cmd + ["--threads", str(args.threads), "--ctx-size", str(args.gguf_ctx)]
+
+
+def chat_args(args, tool: str) -> list[str]:
+    """--apply-chat-template as each tool spells it (lm-eval: few-shot multi-turn by default)."""
+    if not getattr(args, "apply_chat_template", False):
+        return []
+    if tool == "lm-eval":
+        return ["--apply_chat_template"] + (["--fewshot_as_multiturn", "false"]
+                                            if args.no_fewshot_as_multiturn else [])
+    return ["--apply-chat-template"] + (["--no-fewshot-as-multiturn"]
+                                        if args.no_fewshot_as_multiturn else [])
 
 
 def read_records(path: Path) -> tuple[dict, list[dict], dict | None]:

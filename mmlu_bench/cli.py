@@ -71,6 +71,15 @@ def _run_parser(sub) -> None:
     q.add_argument("--sample", type=int, help="a stratified random sample of N test questions "
                                               "across subjects: a faster, unbiased estimate")
     q.add_argument("--seed", type=int, default=0, help="the --sample seed (default 0)")
+    q.add_argument("--apply-chat-template", action="store_true",
+                   help="render prompts with the model's chat template, letters scored without "
+                        "their leading space (lm-eval's --apply_chat_template)")
+    q.add_argument("--fewshot-as-multiturn", action=argparse.BooleanOptionalAction,
+                   default=None, help="with a chat template: each few-shot example as its own "
+                                      "user/assistant turns (default on, as lm-eval)")
+    q.add_argument("--system-instruction", metavar="TEXT",
+                   help="text before the description, in the system message with a template "
+                        "(lm-eval's --system_instruction)")
     f = p.add_argument_group("speed")
     f.add_argument("--batch-size", default="auto", help="rows per batch, or auto (token budget)")
     f.add_argument("--no-prefix-sharing", dest="prefix_sharing", action="store_false",

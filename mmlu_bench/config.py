@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -19,6 +20,11 @@ class RunConfig:
     languages: str | None = None  # multilingual tasks: comma-separated locales
     redux_subset: str | None = None  # mmlu_redux: ok (default) | all
     format: str = "plain"  # formats.FORMATS key: how the task is asked
+    # lm-eval's --apply_chat_template, --fewshot_as_multiturn (None: on with a template, as
+    # lm-eval's CLI), --system_instruction
+    apply_chat_template: bool = False
+    fewshot_as_multiturn: bool | None = None
+    system_instruction: str | None = None
     data_dir: str | None = None
     subjects: str | None = None  # comma-separated subjects or categories; None = all 57
     num_fewshot: int = 0
@@ -66,9 +72,16 @@ class RunConfig:
         """The prompt format this run uses."""
         from . import formats
 
-        return formats.get(self.format)
+        settings: dict = {"system_instruction": self.system_instruction}
+        if not self.apply_chat_template:
+            return formats.get(self.format, **settings)
+        settings["fewshot_as_multiturn"] = self.fewshot_as_multiturn is not False
+        return formats.get("chat" if self.format == "plain" else self.format, **settings)
 
     def checked(self) -> RunConfig:
+        if self.fewshot_as_multiturn and not self.apply_chat_template:
+            raise ConfigError("--fewshot-as-multiturn needs --apply-chat-template (few-shot "
+                              "turns exist only in a chat); add it, or leave the flag out.")
         self.task_spec()  # an unknown task or option is an error before any work
         self.format_spec()
         if self.limit is not None and self.limit < 1:
@@ -113,6 +126,10 @@ class RunConfig:
             parts.append(self.languages.replace(",", "+"))
         if self.redux_subset and self.redux_subset != "ok":
             parts.append(f"redux-{self.redux_subset}")
+        if self.apply_chat_template:
+            parts.append("chat" if self.fewshot_as_multiturn is not False else "chat-singleturn")
+        if self.system_instruction:
+            parts.append("sys" + hashlib.sha256(self.system_instruction.encode()).hexdigest()[:8])
         if self.limit:
             parts.append(f"limit{self.limit}")
         if self.sample:

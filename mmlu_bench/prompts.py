@@ -29,11 +29,27 @@ class Message:
     delimiter: str = ""
 
 
-def messages(task: Task, q: Question, shots: Sequence[Question]) -> list[Message]:
+def maybe_delimit(prefix: str | None, suffix: str | None, delimiter: str) -> str:
+    """lm-eval's maybe_delimit: the two joined, with `delimiter` between them unless either
+    side of the join is already whitespace."""
+    if not prefix:
+        return suffix or ""
+    if not suffix:
+        return prefix
+    if prefix[-1].isspace() or suffix[0].isspace():
+        return prefix + suffix
+    return prefix + delimiter + suffix
+
+
+def messages(task: Task, q: Question, shots: Sequence[Question],
+             system_instruction: str | None = None) -> list[Message]:
+    """lm-eval's fewshot_context messages. A --system-instruction goes before the description,
+    both in the system message (its plain text has no delimiter after it)."""
     out = []
-    description = task.description(q.subject)
-    if description:
-        out.append(Message("system", description))
+    system = maybe_delimit(system_instruction, task.description(q.subject),
+                           task.fewshot_delimiter)
+    if system:
+        out.append(Message("system", system))
     for s in shots:
         out.append(Message("user", task.doc_to_text(s), task.target_delimiter))
         out.append(Message("assistant", task.labels(s)[s.gold], task.fewshot_delimiter))
@@ -45,9 +61,24 @@ def plain(turns: Sequence[Message]) -> str:
     return "".join(m.content + m.delimiter for m in turns)
 
 
-def context(task: Task, q: Question, shots: Sequence[Question]) -> str:
+def single_turn(turns: Sequence[Message]) -> list[Message]:
+    """lm-eval's multiturn_to_singleturn (no assistant prefill): a leading system message kept,
+    every other turn joined into one user message as plain text, the last delimiter dropped."""
+    system = [turns[0]] if turns and turns[0].role == "system" else []
+    rest = list(turns[len(system):])
+    rest[-1] = Message(rest[-1].role, rest[-1].content)
+    return system + [Message("user", plain(rest))]
+
+
+def chat_dicts(turns: Sequence[Message]) -> list[dict]:
+    """The messages as a chat template and a chat API take them (lm-eval's to_dict)."""
+    return [{"role": m.role, "content": m.content} for m in turns]
+
+
+def context(task: Task, q: Question, shots: Sequence[Question],
+            system_instruction: str | None = None) -> str:
     """The plain-text context: description, each shot answered, then the question."""
-    return plain(messages(task, q, shots))
+    return plain(messages(task, q, shots, system_instruction))
 
 
 def continuations(task: Task, q: Question) -> tuple[str, ...]:
@@ -55,9 +86,11 @@ def continuations(task: Task, q: Question) -> tuple[str, ...]:
 
 
 def build_requests(task: Task, questions: Sequence[Question], data: TaskData,
-                   num_fewshot: int) -> list[ScoreRequest]:
+                   num_fewshot: int, system_instruction: str | None = None
+                   ) -> list[ScoreRequest]:
     """Requests for `questions`, in order; each question's shots come from the task."""
-    return [ScoreRequest(q.qid, context(task, q, task.shots(data, q, num_fewshot)),
+    return [ScoreRequest(q.qid, context(task, q, task.shots(data, q, num_fewshot),
+                                        system_instruction),
                          continuations(task, q)) for q in questions]
 
 

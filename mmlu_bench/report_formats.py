@@ -38,6 +38,8 @@ def table(header: dict, records: list, footer: dict | None, s: Summary) -> str:
 
 def results(header: dict, records: list, footer: dict | None, s: Summary) -> dict:
     out = report.results_json(s, header)
+    # lm-eval's chat_template, chat_template_sha, system_instruction(_sha), fewshot_as_multiturn
+    out.update(header.get("chat") or {})
     if header.get("sample"):
         out["sample"] = sampling.sample_json(header, s)
     return out

@@ -6,7 +6,8 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -44,6 +45,10 @@ class Plan:
     out_dir: Path
     source: str
     population: dict = field(default_factory=dict)  # --sample: subject -> test size
+    # A format that renders with the backend's chat template builds its requests once the
+    # backend exists: render(renderer) -> the Plan with requests (see with_requests).
+    render: Callable[..., Plan] | None = None
+    chat: dict = field(default_factory=dict)  # the format's chat fields for the header
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +66,36 @@ def plan(config: RunConfig) -> Plan:
     data = task.load(config.data_dir, units)
     tests = _selection(task, data, units, config)
     questions: dict[str, Question] = {}
-    requests: dict[str, list[ScoreRequest]] = {}
     used: list[Question] = []
     for unit in units:
         test = tests.get(unit, ())
         questions.update((q.qid, q) for q in test)
-        requests[unit] = fmt.requests(task, test, data, config.num_fewshot)
         used += _shots_used(task, data, test, config.num_fewshot) + list(test)
-    out_dir = config.output_dir()
-    _check_writable(out_dir)
+
+    def render(p: Plan, renderer=None) -> Plan:
+        requests = {u: fmt.requests(task, tests.get(u, ()), data, config.num_fewshot,
+                                    renderer) for u in units}
+        return replace(p, prompt_format=fmt.prompt_format(task, renderer), requests=requests,
+                       render=None, chat=fmt.header_chat(renderer))
+
     population = {u: len(data.test[u]) for u in units} if config.sample else {}
-    return Plan(task, fmt.prompt_format(task), units, questions, requests,
-                dataset.fingerprint(used), out_dir, data.source, population)
+    p = Plan(task, "", units, questions, {}, dataset.fingerprint(used), config.output_dir(),
+             data.source, population, render)
+    if not fmt.needs_renderer:  # plain prompts: every request built before anything is written
+        p = render(p)
+    _check_writable(p.out_dir)
+    return p
+
+
+def with_requests(p: Plan, backend) -> Plan:
+    """The plan's requests rendered with the backend's chat template, when its format needs
+    one (`chat` capability); the plan itself otherwise."""
+    if p.render is None:
+        return p
+    if "chat" not in getattr(backend, "capabilities", ()):
+        raise UserError(f"the {backend.name}: backend cannot apply a chat template; leave out "
+                        "--apply-chat-template, or use hf:, gguf:, openai: or ollama:.")
+    return p.render(p, backend.chat_renderer())
 
 
 def _selection(task, data, units: tuple[str, ...], config: RunConfig) -> dict[str, tuple]:
@@ -120,7 +143,7 @@ def make_header(config: RunConfig, p: Plan, info: dict) -> RunHeader:
                       "host": _host()},
         started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         sample=config.sample, seed=config.seed if config.sample else None,
-        population=p.population, task=p.task.name, task_options=p.task.options,
+        population=p.population, task=p.task.name, task_options=p.task.options, chat=p.chat,
     )
 
 
@@ -169,6 +192,7 @@ def run(config: RunConfig) -> Outcome:
     with folder_lock(p.out_dir):
         backend = backends.create(config)
         try:
+            p = with_requests(p, backend)
             header = make_header(config, p, backend.info())
             path = p.out_dir / RECORDS
             done, finished = resume_check(path, header, backend.resume_keys)

@@ -51,6 +51,9 @@ class ScoreRequest:
     qid: str
     context: str
     continuations: tuple[str, ...]  # " A" .. " D": the word-boundary space belongs here
+    # A server that applies its own chat template gets these ({role, content} dicts); the
+    # context is then their JSON (lm-eval's JsonChatStr), for hashing and records only.
+    messages: tuple | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,9 @@ class RunHeader:
     population: dict = field(default_factory=dict)  # sample runs: subject -> test size
     task: str = "mmlu"  # tasks.TASKS key
     task_options: dict = field(default_factory=dict)  # e.g. languages, a Redux subset
+    # --apply-chat-template / --system-instruction runs: lm-eval's chat_template,
+    # chat_template_sha, system_instruction, system_instruction_sha, fewshot_as_multiturn
+    chat: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,12 +49,14 @@ def test_one_token_letters_make_one_row_per_question():
 
 
 def test_multi_token_continuations_make_one_row_per_choice_and_left_truncate():
-    request = ScoreRequest("x/0", "abcdef", (" B", " C"))
+    # Continuations that differ before their last token (sharing all but the last, like a
+    # chat template's "\nA".."\nD", makes one row: test_chat.py).
+    request = ScoreRequest("x/0", "abcdef", ("BB", "CC"))
     rows = tk.plan_rows(request, char_encode, max_length=4)
     assert len(rows) == 2
-    # context+continuation = [0,a..f,' ','B'] -> last 5 tokens, minus the final one
-    assert rows[0].tokens == (ord("d"), ord("e"), ord("f"), ord(" "))
-    assert rows[0].reads == ((0, (ord(" "), ord("B"))),)
+    # context+continuation = [0,a..f,'B','B'] -> last 5 tokens, minus the final one
+    assert rows[0].tokens == (ord("d"), ord("e"), ord("f"), ord("B"))
+    assert rows[0].reads == ((0, (ord("B"), ord("B"))),)
 
 
 def test_common_prefix_leaves_each_row_one_token():

@@ -32,7 +32,8 @@ class Backend(Protocol):
     # True when every log-likelihood is exact; False for servers that only return top-k
     # alternatives, where a letter can be missing.
     exact: ClassVar[bool]
-    # What it can do: "loglikelihood" (score continuations).
+    # What it can do: "loglikelihood" (score continuations); "chat" (chat_renderer(): lm-eval's
+    # chat messages rendered with the model's template, or sent to a server's chat endpoint).
     capabilities: ClassVar[frozenset[str]]
     resume_keys: ClassVar[tuple[str, ...]]
 

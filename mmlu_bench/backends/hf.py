@@ -45,7 +45,8 @@ CPU_LANES = 2
 class HFBackend:
     name = "hf"
     exact = True
-    capabilities = frozenset({"loglikelihood"})
+    # chat: renders lm-eval's chat messages with the tokenizer's own template
+    capabilities = frozenset({"loglikelihood", "chat"})
     resume_keys = RESUME_KEYS
 
     def __init__(self, config) -> None:
@@ -69,6 +70,7 @@ class HFBackend:
         # warns, then goes away); older versions know only the old name.
         params = inspect.signature(self.model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._model_name = config.model
 
     def info(self) -> dict:
         return {"device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
@@ -76,6 +78,12 @@ class HFBackend:
 
     def close(self) -> None:
         self.model = None
+
+    def chat_renderer(self):
+        """The tokenizer's chat template, applied as lm-eval's HFLM applies it."""
+        from .chat_template import tokenizer_renderer
+
+        return tokenizer_renderer(self.tokenizer, self._model_name)
 
     def score(self, requests: Sequence[ScoreRequest],
               skip: frozenset[str] = frozenset()) -> Iterator[list[ChoiceScores]]:

@@ -21,6 +21,7 @@ from ..errors import BackendError, ConfigError
 from . import http
 from .http import Client, HTTPStatusError, ServerBackend, Transient, Unreachable
 from .openai_compat import PROBE, TOP_K
+from .server_chat import ChatLetters, ollama_chat_alternatives, ollama_chat_body
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +104,13 @@ def open_backend(config):
             raise BackendError(f"{server}; and not from Ollama's store either: {store}") from None
 
 
-class OllamaBackend(ServerBackend):
+class OllamaBackend(ChatLetters, ServerBackend):
     name = "ollama"
     exact = False  # top-k only: a letter outside the top 20 is recorded as missing
     path = "/api/generate"
+    # chat: --apply-chat-template requests go to /api/chat (server_chat.py)
+    capabilities = frozenset({"loglikelihood", "chat"})
+    chat_path = "/api/chat"
     # A model pulled again under the same name is another model: its digest must match.
     resume_keys = ServerBackend.resume_keys + ("model_digest", "ollama_path", "tokenizer")
 
@@ -128,6 +132,14 @@ class OllamaBackend(ServerBackend):
         return {"model": self.model, "prompt": prompt, "raw": True, "stream": False,
                 "options": {"num_predict": 1, "temperature": 0},
                 "logprobs": True, "top_logprobs": TOP_K}
+
+    def _chat_body(self, messages: list[dict]) -> dict:
+        return ollama_chat_body(self.model, messages)
+
+    @staticmethod
+    def _chat_parse(answer: dict) -> tuple[dict[str, float], int]:
+        prompt_tokens = answer.get("prompt_eval_count") if isinstance(answer, dict) else None
+        return ollama_chat_alternatives(answer), int(prompt_tokens or 0)
 
     @staticmethod
     def _parse(answer: dict) -> tuple[dict[str, float], int]:

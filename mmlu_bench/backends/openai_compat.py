@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from ..errors import BackendError, ConfigError
 from . import http
 from .http import Client, HTTPStatusError, ServerBackend, Transient
+from .server_chat import ChatLetters, openai_chat_alternatives, openai_chat_body
 
 TOP_K = 20  # the most alternatives OpenAI's API returns; llama.cpp and vLLM accept it too
 PROBE = "The capital of France is"
@@ -57,10 +58,13 @@ def _stopped_at_once(answer: dict) -> bool:
         return False
 
 
-class OpenAIBackend(ServerBackend):
+class OpenAIBackend(ChatLetters, ServerBackend):
     name = "openai"
     exact = False  # top-k only: a letter outside the top 20 is recorded as missing
     path = "/completions"
+    # chat: --apply-chat-template requests go to /chat/completions (server_chat.py)
+    capabilities = frozenset({"loglikelihood", "chat"})
+    chat_path = "/chat/completions"
 
     def __init__(self, config) -> None:
         self.base = check_url(config.model)
@@ -85,6 +89,15 @@ class OpenAIBackend(ServerBackend):
             # logprobs from the raw logits, so they stay the model's own.
             body["min_tokens"] = 1
         return body
+
+    def _chat_body(self, messages: list[dict]) -> dict:
+        return openai_chat_body(self.model, messages, self.min_tokens)
+
+    @staticmethod
+    def _chat_parse(answer: dict) -> tuple[dict[str, float], int]:
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        return openai_chat_alternatives(answer), int(prompt_tokens or 0)
 
     @staticmethod
     def _parse(answer: dict) -> tuple[dict[str, float], int]:

@@ -78,17 +78,18 @@ def encode_pair(encode: Encode, context: str, continuation: str) -> tuple[list[i
 
 
 def plan_rows(request: ScoreRequest, encode: Encode, max_length: int) -> list[Row]:
-    """One row when every continuation is one token (read all four letters at the answer
-    position: one forward pass per question), else one row per choice, as lm-eval runs them."""
+    """One row when the continuations differ only in their last token (" A".." D"; or a chat
+    template's "\nA".."\nD", whose newline is shared): the shared tokens are fed once and every
+    letter read from the same pass. Else one row per choice, as lm-eval runs them."""
     encode = functools.lru_cache(maxsize=2)(encode)  # the four pairs share one context
     pairs = [encode_pair(encode, request.context, c) for c in request.continuations]
     for ctx, cont in pairs:
         assert ctx and cont, f"{request.qid}: empty context or continuation after tokenizing"
-    same_context = all(ctx == pairs[0][0] for ctx, _ in pairs)
-    if same_context and all(len(cont) == 1 for _, cont in pairs):
+    head = pairs[0][0] + pairs[0][1][:-1]
+    if all(ctx + cont[:-1] == head for ctx, cont in pairs):
         # lm-eval feeds (context + continuation)[-(max_length + 1):][:-1]: the context,
         # left-truncated so that context + one token fits.
-        tokens = tuple(pairs[0][0][-max_length:])
+        tokens = tuple(head[-max_length:])
         return [Row(request.qid, tokens, tuple((i, tuple(c)) for i, (_, c) in enumerate(pairs)),
                     len(tokens))]
     inputs = [tuple((ctx + cont)[-(max_length + 1):][:-1]) for ctx, cont in pairs]

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 FORMATS: dict[str, tuple[str, str, str]] = {
     "plain": ("mmlu_bench.formats.plain", "Plain",
               "lm-eval's prompt, the letters scored by log-likelihood (default)"),
+    "chat": ("mmlu_bench.formats.chat", "Chat",
+             "lm-eval's --apply_chat_template: the model's chat template, letters scored by "
+             "log-likelihood (--apply-chat-template)"),
 }
 
 

@@ -13,14 +13,21 @@ class Format:
     name: ClassVar[str] = ""
     # The backend capability it needs ("loglikelihood"); the runner refuses a backend without.
     needs: ClassVar[str] = "loglikelihood"
+    # True when rendering needs the backend's chat renderer (its template): the runner then
+    # builds the requests after the backend exists and passes `renderer` in.
+    needs_renderer: ClassVar[bool] = False
 
     def __init__(self, **settings) -> None:
         self.settings = settings
 
-    def prompt_format(self, task: Task) -> str:
+    def prompt_format(self, task: Task, renderer=None) -> str:
         """The prompt's identity for the run header: resume refuses a different one."""
         raise NotImplementedError
 
     def requests(self, task: Task, questions: Sequence[Question], data: TaskData,
-                 num_fewshot: int) -> list[ScoreRequest]:
+                 num_fewshot: int, renderer=None) -> list[ScoreRequest]:
         raise NotImplementedError
+
+    def header_chat(self, renderer=None) -> dict:
+        """lm-eval's chat fields for the run header and results.json; {} when none apply."""
+        return {}

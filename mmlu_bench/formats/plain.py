@@ -1,6 +1,7 @@
 """lm-eval's plain multiple-choice prompt (no chat template), letters scored by
 log-likelihood: the task's description, k answered examples, the question; continuations
-" A" .. " J" (prompts.py has the rendering)."""
+" A" .. " J" (prompts.py has the rendering). A --system-instruction is prepended, as lm-eval
+prepends it without a template."""
 
 from __future__ import annotations
 
@@ -16,9 +17,24 @@ class Plain(Format):
     name = "plain"
     needs = "loglikelihood"
 
-    def prompt_format(self, task: Task) -> str:
+    def __init__(self, system_instruction: str | None = None, **settings) -> None:
+        super().__init__(**settings)
+        self.system_instruction = system_instruction or None
+
+    def prompt_format(self, task: Task, renderer=None) -> str:
+        if self.system_instruction:
+            return f"{task.prompt_format}+system:{prompts.sha256(self.system_instruction)[:16]}"
         return task.prompt_format
 
     def requests(self, task: Task, questions: Sequence[Question], data: TaskData,
-                 num_fewshot: int) -> list[ScoreRequest]:
-        return prompts.build_requests(task, questions, data, num_fewshot)
+                 num_fewshot: int, renderer=None) -> list[ScoreRequest]:
+        return prompts.build_requests(task, questions, data, num_fewshot,
+                                      self.system_instruction)
+
+    def header_chat(self, renderer=None) -> dict:
+        if not self.system_instruction:
+            return {}
+        return {"chat_template": None, "chat_template_sha": None,
+                "system_instruction": self.system_instruction,
+                "system_instruction_sha": prompts.sha256(self.system_instruction),
+                "fewshot_as_multiturn": None}

@@ -1,0 +1,109 @@
+"""Chat-template scoring on servers (openai:, ollama:): the server applies its own template.
+
+A request built by the chat format carries lm-eval's messages (ScoreRequest.messages). They go
+to the server's chat endpoint with one token to generate and the top 20 log-probabilities of
+that token, the first of the assistant's turn; the letters "A".."D" (no leading space, as in
+lm-eval's chat continuations) are read from there. A letter outside the top 20 is None.
+
+Unlike the in-process backends, the log-likelihood is of the letter alone: the generation
+prompt's trailing newline is part of the server's prompt, not of the scored continuation
+(lm-eval's `\\nA`). The same term is missing from every letter, so predictions agree.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import ClassVar
+
+from ..errors import BackendError
+from ..schema import ChoiceScores, ScoreRequest
+from .chat_template import ChatRenderer, server_renderer
+from . import http
+from .http import HTTPStatusError, Transient
+
+TOP_K = 20
+PROBE = [{"role": "user", "content": "The capital of France is"}]
+
+
+def openai_chat_body(model: str, messages: list[dict], min_tokens: bool) -> dict:
+    body = {"model": model, "messages": messages, "max_tokens": 1, "temperature": 0,
+            "logprobs": True, "top_logprobs": TOP_K}
+    if min_tokens:
+        body["min_tokens"] = 1  # as for /completions: no empty answer without logprobs
+    return body
+
+
+def openai_chat_alternatives(answer: dict) -> dict[str, float]:
+    """token text -> logprob of the first generated token, from a /chat/completions answer."""
+    try:
+        first = answer["choices"][0]["logprobs"]["content"][0]
+        found = {alt["token"]: alt["logprob"] for alt in first.get("top_logprobs") or []}
+        found.setdefault(first["token"], first["logprob"])
+    except (KeyError, IndexError, TypeError) as e:
+        raise Transient(f"the server's chat answer holds no logprobs ({type(e).__name__}: {e})"
+                        ) from None
+    return found
+
+
+def ollama_chat_body(model: str, messages: list[dict]) -> dict:
+    return {"model": model, "messages": messages, "stream": False,
+            "options": {"num_predict": 1, "temperature": 0},
+            "logprobs": True, "top_logprobs": TOP_K}
+
+
+def ollama_chat_alternatives(answer: dict) -> dict[str, float]:
+    """Ollama's /api/chat answer carries `logprobs` as /api/generate does."""
+    try:
+        first = answer["logprobs"][0]
+        found = {alt["token"]: alt["logprob"] for alt in first.get("top_logprobs") or []}
+        found.setdefault(first["token"], first["logprob"])
+    except (KeyError, IndexError, TypeError) as e:
+        raise Transient(f"Ollama's chat answer holds no logprobs ({type(e).__name__}: {e})"
+                        ) from None
+    return found
+
+
+class ChatLetters:
+    """Mixin for a ServerBackend: requests with messages go to the chat endpoint."""
+
+    chat_path: ClassVar[str]
+
+    def _chat_body(self, messages: list[dict]) -> dict:
+        raise NotImplementedError
+
+    @staticmethod
+    def _chat_parse(answer) -> tuple[dict[str, float], int]:
+        raise NotImplementedError
+
+    def chat_renderer(self) -> ChatRenderer:
+        """Checks once that the chat endpoint returns logprobs, then scores through it."""
+        try:
+            try:
+                self._chat_probe()
+            except HTTPStatusError as e:
+                if e.status not in (400, 422) or not getattr(self, "min_tokens", False):
+                    raise
+                self.min_tokens = False  # a server that rejects min_tokens: send it without
+                self._chat_probe()
+        except HTTPStatusError as e:
+            raise BackendError(f"{e.url} refused a chat request (HTTP {e.status}: {e.detail}); "
+                               "leave out --apply-chat-template to score the plain prompt"
+                               ) from None
+        except BackendError as e:
+            raise BackendError(f"{self.base}{self.chat_path} gave no logprobs for a chat "
+                               f"request ({e}); mmlu-bench needs top logprobs there for "
+                               "--apply-chat-template") from None
+        return server_renderer()
+
+    def _chat_probe(self) -> None:
+        self.client.post(self.chat_path, self._chat_body(PROBE), check=self._chat_parse,
+                         retry=http.STARTUP_RETRY)
+
+    def _one(self, request: ScoreRequest, stop: threading.Event) -> ChoiceScores:
+        if request.messages is None:
+            return super()._one(request, stop)
+        found, prompt_tokens = self.client.post(
+            self.chat_path, self._chat_body([dict(m) for m in request.messages]),
+            check=self._chat_parse, stop=stop)
+        lls = tuple(found.get(c) for c in request.continuations)
+        return ChoiceScores(request.qid, lls, prompt_tokens + 1 if prompt_tokens else 0)

@@ -1,0 +1,64 @@
+"""lm-eval 0.4.13's `--apply_chat_template` on a multiple-choice task, scored by log-likelihood.
+
+The messages are lm-eval's (prompts.messages): the description (after a --system-instruction)
+as the system message; each few-shot example a user turn and an assistant turn holding the bare
+answer letter (multi-turn, lm-eval's default with a template since 0.4.10), or all of them
+joined into one user message as in the plain prompt (--no-fewshot-as-multiturn); then the
+question. The backend's template renders them with the generation prompt added.
+
+The continuations are "A".."D" WITHOUT the leading space: lm-eval drops the target delimiter
+in chat mode. The context's trailing whitespace (the generation prompt's newline) then moves
+into the continuation when tokenizing (backends/tokens.encode_pair), so the scored tokens are
+"\\nA": the same extra term for every letter, as in lm-eval's logged log-likelihoods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .. import prompts
+from ..schema import Question, ScoreRequest, TaskData
+from ..tasks.base import Task
+from .base import Format
+
+
+class Chat(Format):
+    name = "chat"
+    needs = "loglikelihood"
+    needs_renderer = True
+
+    def __init__(self, fewshot_as_multiturn: bool = True, system_instruction: str | None = None,
+                 **settings) -> None:
+        super().__init__(**settings)
+        self.multiturn = fewshot_as_multiturn
+        self.system_instruction = system_instruction or None
+
+    def prompt_format(self, task: Task, renderer=None) -> str:
+        template = renderer.sha256[:16] if renderer and renderer.sha256 else "server"
+        parts = [task.prompt_format, f"chat:{template}",
+                 "multiturn" if self.multiturn else "singleturn"]
+        if self.system_instruction:
+            parts.append(f"system:{prompts.sha256(self.system_instruction)[:16]}")
+        return "+".join(parts)
+
+    def messages(self, task: Task, q: Question, shots: Sequence[Question]) -> list[dict]:
+        turns = prompts.messages(task, q, shots, self.system_instruction)
+        return prompts.chat_dicts(turns if self.multiturn else prompts.single_turn(turns))
+
+    def requests(self, task: Task, questions: Sequence[Question], data: TaskData,
+                 num_fewshot: int, renderer=None) -> list[ScoreRequest]:
+        assert renderer is not None, "the chat format renders with the backend's template"
+        out = []
+        for q in questions:
+            chat = self.messages(task, q, task.shots(data, q, num_fewshot))
+            sent = tuple(chat) if renderer.sends_messages else None
+            out.append(ScoreRequest(q.qid, renderer.render(chat), tuple(task.labels(q)), sent))
+        return out
+
+    def header_chat(self, renderer=None) -> dict:
+        instruction = self.system_instruction
+        return {"chat_template": renderer.template if renderer else "",
+                "chat_template_sha": renderer.sha256 if renderer else None,
+                "system_instruction": instruction,
+                "system_instruction_sha": prompts.sha256(instruction) if instruction else None,
+                "fewshot_as_multiturn": self.multiturn}
