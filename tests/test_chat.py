@@ -142,7 +142,7 @@ def test_one_bos_when_the_rendered_text_starts_with_it():
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    from mmlu_bench.backends.hf import HFBackend
+    from mmlu_bench.backends.tokens import lm_eval_encoder
 
     vocab = {"<s>": 0, "<unk>": 1, "Q": 2, "?": 3, "Answer": 4, ":": 5}
     raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -151,11 +151,9 @@ def test_one_bos_when_the_rendered_text_starts_with_it():
         ("<s>", 0)])
     tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", unk_token="<unk>")
 
-    class Stub:  # HFBackend.encode needs only these two attributes
-        tokenizer, _bos_text = tok, "<s>"
-
-    assert HFBackend.encode(Stub(), "Q ? Answer :") == [0, 2, 3, 4, 5]
-    assert HFBackend.encode(Stub(), "<s>Q ? Answer :") == [0, 2, 3, 4, 5]
+    encode = lm_eval_encoder(tok)  # what the hf:, gguf: and mlx: backends encode with
+    assert encode("Q ? Answer :") == [0, 2, 3, 4, 5]
+    assert encode("<s>Q ? Answer :") == [0, 2, 3, 4, 5]
 
 
 def test_continuations_share_the_newline_and_run_as_one_row():
