@@ -16,7 +16,7 @@ from .errors import UserError
 from .interrupts import signals_held
 from .records import (RECORDS, RecordWriter, disk_error, folder_lock, header_json, read,
                       write_atomic)
-from .schema import GroupResult, Question, RunHeader, ScoreRequest
+from .schema import Generation, GroupResult, Question, RunHeader, ScoreRequest
 from .tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class Plan:
     out_dir: Path
     source: str
     population: dict = field(default_factory=dict)  # --sample: subject -> test size
+    fmt: object = None  # the formats.Format that built the requests and reads the answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,7 @@ def plan(config: RunConfig) -> Plan:
     _check_writable(out_dir)
     population = {u: len(data.test[u]) for u in units} if config.sample else {}
     return Plan(task, fmt.prompt_format(task), units, questions, requests,
-                dataset.fingerprint(used), out_dir, data.source, population)
+                dataset.fingerprint(used), out_dir, data.source, population, fmt)
 
 
 def _selection(task, data, units: tuple[str, ...], config: RunConfig) -> dict[str, tuple]:
@@ -180,6 +181,7 @@ def run(config: RunConfig) -> Outcome:
     """Score every planned question not yet recorded, then write results from the records."""
     p = plan(config)
     with folder_lock(p.out_dir):
+        _check_capability(config, p.fmt.needs)
         backend = backends.create(config)
         try:
             header = make_header(config, p, backend.info())
@@ -191,6 +193,14 @@ def run(config: RunConfig) -> Outcome:
         finally:
             backend.close()
         return write_reports(p.out_dir, scored, footer)
+
+
+def _check_capability(config: RunConfig, needs: str) -> None:
+    """Refuse, before a model loads, a backend that cannot do what the format needs."""
+    cls = backends.backend_class(config.backend)
+    if needs not in cls.capabilities:
+        raise UserError(f"--format {config.format} needs a backend that can {needs}; the "
+                        f"{config.backend}: backend cannot: use another backend or format.")
 
 
 def _score_all(backend, p: Plan, writer: RecordWriter, done: set[str],
@@ -226,6 +236,8 @@ def _stream(backend, p: Plan, done: set[str]):
         skip = frozenset(r.qid for r in requests if r.qid in done)
         if len(skip) < len(requests):
             groups.append((requests, skip))
+    if p.fmt is not None and p.fmt.needs == "generate":
+        return backend.generate_groups(groups)
     return backend.score_groups(groups)
 
 
@@ -239,7 +251,9 @@ def _record(stream, p: Plan, done: set[str], writer: RecordWriter, bar) -> tuple
         for scores in batch:
             # A result for a question never asked, or asked twice, would shift answers silently.
             assert scores.qid in waiting, f"backend answered {scores.qid} unasked or twice"
-            recs.append(scoring.record(p.questions[scores.qid], scores, waiting.pop(scores.qid)))
+            q, sha = p.questions[scores.qid], waiting.pop(scores.qid)
+            recs.append(p.fmt.record(p.task, q, scores, sha) if isinstance(scores, Generation)
+                        else scoring.record(q, scores, sha))
             tokens += scores.n_tokens
         with signals_held():
             writer.append(recs)

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 FORMATS: dict[str, tuple[str, str, str]] = {
     "plain": ("mmlu_bench.formats.plain", "Plain",
               "lm-eval's prompt, the letters scored by log-likelihood (default)"),
+    "generative": ("mmlu_bench.formats.generative", "Generative",
+                   "lm-eval's mmlu_generative: greedy text, its first line must be the letter"),
+    "cot": ("mmlu_bench.formats.generative", "FlanCoT",
+            "lm-eval's mmlu_flan_cot_zeroshot: step-by-step text, 'the answer is (X)'"),
+    "simple-evals": ("mmlu_bench.formats.generative", "SimpleEvals",
+                     "OpenAI simple-evals: one chat message, 'Answer: X' on the last line"),
 }
 
 
