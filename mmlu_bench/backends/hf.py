@@ -58,7 +58,7 @@ class _Plan:
 class HFBackend:
     name = "hf"
     exact = True
-    capabilities = frozenset({"loglikelihood"})
+    capabilities = frozenset({"loglikelihood", "generate"})
     resume_keys = RESUME_KEYS
 
     def __init__(self, config) -> None:
@@ -131,6 +131,13 @@ class HFBackend:
         for collector, skip in checks:
             unfinished = set(collector.pending) - skip
             assert not unfinished, f"unfinished questions: {sorted(unfinished)[:3]}"
+
+    def generate_groups(self, groups) -> Iterator:
+        """Greedy text until a stop string, per unit (hf_generate.py)."""
+        from . import hf_generate
+
+        with _sdpa_gqa(self.device):
+            yield from hf_generate.generate_groups(self, groups)
 
     def _plan(self, requests: Sequence[ScoreRequest], skip: frozenset[str]) -> _Plan:
         rows = [row for r in requests for row in tk.plan_rows(r, self.encode, self.max_length)]
