@@ -198,3 +198,55 @@ def test_sigkill_then_resume_gives_the_same_records(tmp_path, mmlu_dir):
     assert main(run) == 0
     assert without_timing(ref) == without_timing(out)
     assert (ref / "results.json").read_bytes() == (out / "results.json").read_bytes()
+
+
+def made_up_requests() -> list:
+    """Four made-up questions behind a shared 2-shot prefix (over 32 tokens, so the prefix
+    cache is used); two stop at a newline, two run to max_tokens under CoT-like stops."""
+    from mmlu_bench.schema import GenerateRequest
+
+    shots = (Question("astronomy", 0, "How many moons does Earth have?", ("0", "1", "2", "3"), 1),
+             Question("astronomy", 1, "What is the closest star to Earth?",
+                      ("Proxima Centauri", "Sirius", "The Sun", "Vega"), 2))
+    asked = [made_up(),
+             Question("astronomy", 1, "Which planet has the most prominent rings?",
+                      ("Saturn", "Mercury", "Mars", "Venus"), 0),
+             Question("astronomy", 2, "What galaxy contains our Solar System?",
+                      ("Andromeda", "Triangulum", "Whirlpool", "The Milky Way"), 3),
+             Question("astronomy", 3, "What force keeps planets in orbit around the Sun?",
+                      ("Magnetism", "Gravity", "Friction", "Buoyancy"), 1)]
+    out = []
+    for i, q in enumerate(asked):
+        context = prompts.context(MMLU(), q, shots)
+        until, n = (("</s>", "\n"), 8) if i % 2 else (("Q:",), 6)
+        out.append(GenerateRequest(q.qid, context + (" Let's think." if i % 2 == 0 else ""),
+                                   until, n))
+    return out
+
+
+@pytest.mark.slow
+def test_hf_batched_generation_equals_unbatched_greedy(gguf_path):
+    """Batched generation (prefix cache, left padding, rows leaving the batch) gives the text
+    transformers' own unbatched greedy `generate` gives, cut at the stop strings."""
+    import torch
+
+    from mmlu_bench import backends
+    from mmlu_bench.backends.textgen import cut_at_stop
+    from mmlu_bench.config import RunConfig
+
+    b = backends.create(RunConfig.from_spec(f"hf:{gguf_path}", batch_size="4"))
+    reqs = made_up_requests()
+    got = {g.qid: g for batch in b.generate_groups([(reqs, frozenset())]) for g in batch}
+    assert set(got) == {r.qid for r in reqs}
+    tok = b.tokenizer
+    for r in reqs:
+        ids = torch.tensor([b.encode(r.context)])
+        with torch.inference_mode():
+            whole = b.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                     max_new_tokens=r.max_tokens, do_sample=False)
+        new = whole[0, ids.shape[1]:].tolist()
+        text = tok.decode(new, skip_special_tokens=True)
+        want, stopped = cut_at_stop(text, r.until + (tok.decode([tok.eos_token_id]),))
+        assert got[r.qid].text == want, r.qid
+        assert got[r.qid].finish == ("stop" if stopped or tok.eos_token_id in new else "length")
+    b.close()

@@ -16,8 +16,8 @@ import re
 from urllib.parse import urlsplit
 
 from ..errors import BackendError, ConfigError
-from . import http
-from .http import Client, HTTPStatusError, ServerBackend, Transient
+from . import http, server_generate
+from .http import Client, HTTPStatusError, ServerBackend, Transient, score_parallel
 from .openai_compat import PROBE, TOP_K
 
 log = logging.getLogger(__name__)
@@ -87,15 +87,28 @@ class OllamaBackend(ServerBackend):
     path = "/api/generate"
     # A model pulled again under the same name is another model: its digest must match.
     resume_keys = ServerBackend.resume_keys + ("model_digest",)
+    capabilities = frozenset({"loglikelihood", "generate"})
 
     def __init__(self, config) -> None:
         self.base = ollama_host(os.environ.get("OLLAMA_HOST"))
         self.model = config.model
         self.concurrency = config.concurrency
         self.client = Client(self.base, None, config.timeout)  # Ollama takes no API key
+        # Generative formats read text, not logprobs: any Ollama version serves them.
+        self.generating = config.format_spec().needs == "generate"
         self.version = self._check_version()
         self.digest = self._check_pulled()
-        self._probe()
+        if not self.generating:
+            self._probe()
+
+    def generate(self, requests):
+        """Greedy text for generative formats (server_generate.py)."""
+        return score_parallel(requests, self._generate_one, self.concurrency)
+
+    def _generate_one(self, r, stop):
+        return server_generate.generate_one(
+            self.client, server_generate.ollama_request(self.model, r),
+            server_generate.ollama_parse, r, stop)
 
     def info(self) -> dict:
         return {"device": "server", "dtype": "unknown", "server": self.base,
@@ -123,7 +136,7 @@ class OllamaBackend(ServerBackend):
         number = parse_version(version)
         if number == (0, 0, 0) or number is None:  # a build from source: the probe decides
             log.warning("Ollama reports version %r; checking logprobs directly", version)
-        elif number < MIN_VERSION:
+        elif number < MIN_VERSION and not self.generating:
             raise BackendError(f"Ollama {version} at {self.base} cannot return logprobs; "
                                f"upgrade Ollama to {'.'.join(map(str, MIN_VERSION))} or later")
         return version
