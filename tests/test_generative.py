@@ -250,3 +250,10 @@ def test_hf_batched_generation_equals_unbatched_greedy(gguf_path):
         assert got[r.qid].text == want, r.qid
         assert got[r.qid].finish == ("stop" if stopped or tok.eos_token_id in new else "length")
     b.close()
+
+
+def test_default_run_folder_names_the_format():
+    from mmlu_bench.config import RunConfig
+
+    assert str(RunConfig.from_spec("fake:x").output_dir()) == "runs/fake_x_0shot"
+    assert str(RunConfig.from_spec("fake:x", format="cot").output_dir()) == "runs/fake_x_0shot_cot"

@@ -178,3 +178,25 @@ def test_ollama_without_logprobs_generates(llm, monkeypatch):
     assert server.paths == ["/api/generate", "/api/generate", "/api/chat"]
     for r in REQUESTS:
         assert got[r.qid].text == local(llm, r) and got[r.qid].n_tokens == 23
+
+
+@pytest.mark.slow
+def test_gguf_generation_run_records_llamacpp_text(llm, gguf_path, mmlu_dir, tmp_path):
+    """gguf: through the CLI: lm-eval's mmlu_generative prompt, llama.cpp's greedy text cut at
+    "\\n", the letter extracted into the record."""
+    from mmlu_bench.cli import main
+    from mmlu_bench.records import read
+    from mmlu_bench.runner import plan
+
+    argv = ["run", "--model", f"gguf:{gguf_path}", "--format", "generative", "--data-dir",
+            str(mmlu_dir), "--subjects", "anatomy,astronomy", "--limit", "1", "--threads", "1",
+            "--output", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    _, recs, _ = read(tmp_path / "records.jsonl")
+    config = RunConfig.from_spec(f"gguf:{gguf_path}", format="generative", data_dir=str(mmlu_dir),
+                                 subjects="anatomy,astronomy", limit=1, output=str(tmp_path))
+    asked = {r.qid: r for unit in plan(config).requests.values() for r in unit}
+    assert len(recs) == 2
+    for rec in recs:
+        assert rec.response == local(llm, asked[rec.qid]) and rec.finish in ("stop", "length")
+        assert (rec.answer is None) == (rec.failure is not None)

@@ -33,6 +33,7 @@ YIELD_EVERY = 16
 class LlamaCppBackend(UnitScorer):
     name = "gguf"
     exact = True
+    capabilities = frozenset({"loglikelihood", "generate"})
 
     def __init__(self, config) -> None:
         import llama_cpp
@@ -88,6 +89,12 @@ class LlamaCppBackend(UnitScorer):
         if done:
             yield done
         assert not collector.pending, f"unfinished questions: {sorted(collector.pending)[:3]}"
+
+    def generate(self, requests):
+        """Greedy text for generative formats (llamacpp_generate.py)."""
+        from .llamacpp_generate import generate
+
+        return generate(self, requests, YIELD_EVERY)
 
     def logprobs(self, tokens: Sequence[int], keep: int) -> list[np.ndarray]:
         """Log-softmax over the vocabulary at the last `keep` positions of `tokens`.
