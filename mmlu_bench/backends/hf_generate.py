@@ -94,14 +94,8 @@ def _run(backend, batch: list[_Row], shared: int, prefix_cache) -> None:
 
     torch = backend.torch
     eos_ids = _eos_ids(backend)
-    suffixes = [r.tokens[shared:] for r in batch]
-    width = max(len(s) for s in suffixes)
-    pad = backend.tokenizer.pad_token_id or 0
-    ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes])
-    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes])
-    positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
+    ids, mask, positions = _first_inputs(backend, batch, shared)
     cache = _expand(prefix_cache, len(batch)) if prefix_cache is not None else None
-    mask = torch.cat([torch.ones(len(batch), shared, dtype=mask.dtype), mask], dim=1)
     active = list(range(len(batch)))
     with torch.inference_mode():
         while active:
@@ -125,6 +119,21 @@ def _run(backend, batch: list[_Row], shared: int, prefix_cache) -> None:
             ids = torch.tensor([[t] for t in nxt])
             mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype)], dim=1)
             positions = positions[:, -1:] + 1
+
+
+def _first_inputs(backend, batch: list[_Row], shared: int) -> tuple:
+    """Each row's tokens after the shared prefix, LEFT-padded so every row's next token comes
+    at the last position; position ids count real tokens only, so padding shifts none; the
+    mask covers the prefix too."""
+    torch = backend.torch
+    suffixes = [r.tokens[shared:] for r in batch]
+    width = max(len(s) for s in suffixes)
+    pad = backend.tokenizer.pad_token_id or 0
+    ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes])
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
+    mask = torch.cat([torch.ones(len(batch), shared, dtype=mask.dtype), mask], dim=1)
+    return ids, mask, positions
 
 
 def _step(backend, row: _Row, token: int, eos_ids: set[int]) -> bool:
