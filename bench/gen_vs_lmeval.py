@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import lmeval_runner as lr  # noqa: E402
 from bench_vs_lmeval import default_model  # noqa: E402
+from lmeval_task import _dump, _load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = {"generative": ("generative", "_default_template_yaml", "mmlu_{}_generative",
@@ -38,20 +39,22 @@ def task_dir(fmt: str, subjects: list[str], data: Path, dest: Path) -> list[str]
     src = src / "tasks" / "mmlu" / folder
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "mmlu_local_csv.py").write_text((ROOT / "bench/mmlu_local_csv.py").read_text())
-    (dest / template).write_text((src / template).read_text())
+    base = _load(src / template)
+    base["dataset_path"] = "csv"
+    # `!function` is lm-eval's YAML tag: safe_dump cannot write it, so the line is appended.
+    (dest / template).write_text(
+        _dump(base) + "process_docs: !function mmlu_local_csv.process_docs\n")
     names = []
     for s in subjects:
         files = {split: str(data / "test" / f"{s}_test.csv"),
                  "dev": str(data / "dev" / f"{s}_dev.csv")}
-        cfg = {"include": template, "task": name.format(s), "dataset_path": "csv",
-               "dataset_name": None,
+        cfg = {"include": template, "task": name.format(s), "dataset_name": s,
                "description": f"The following are multiple choice questions (with answers) "
                               f"about {s.replace('_', ' ')}.\n\n",
                "dataset_kwargs": {"data_files": files,
                                   "column_names": ["question", "A", "B", "C", "D", "answer"],
                                   "na_filter": False}}
-        (dest / f"{name.format(s)}.yaml").write_text(
-            json.dumps(cfg) + "\nprocess_docs: !function mmlu_local_csv.process_docs\n")
+        (dest / f"{name.format(s)}.yaml").write_text(_dump(cfg))
         names.append(name.format(s))
     return names
 
@@ -116,6 +119,10 @@ def main() -> int:
     print(f"{args.format}: {len(ours)} questions; identical text {len(same)}/{len(ours)} "
           f"({len(same) / len(ours):.1%}); exact_match agrees on {agree}/{len(same)} of those; "
           f"lm-eval {t_lm:.1f} s, mmlu-bench {t_us:.1f} s (x{t_lm / t_us:.2f}, wall incl. load)")
+    footer = json.loads((out / "ours/records.jsonl").read_text().splitlines()[-1])["footer"]
+    total = lr.read_results(out / "lmeval").get("total_evaluation_time_seconds")
+    print(f"  mmlu-bench generation alone {footer['wall_seconds']} s; lm-eval's "
+          f"total_evaluation_time_seconds {total}")
     for q in sorted(set(ours) - set(same)):
         print(f"  {q}: lm-eval {theirs[q][0][:80]!r}\n  {'':{len(q)}}  ours    {ours[q][0][:80]!r}")
     return 0
