@@ -66,6 +66,9 @@ def _run_parser(sub) -> None:
                                       "folder or data.tar); default: the task's hub dataset")
     q.add_argument("--subjects", help="comma-separated subjects or categories (default: all)")
     q.add_argument("--num-fewshot", type=int, default=0, help="few-shot examples per prompt")
+    q.add_argument("--format", default="plain",
+                   help="how the task is asked: plain (log-likelihood, default), generative, "
+                        "cot, simple-evals (generated text, the letter extracted)")
     q.add_argument("--limit", type=int, help="first N test questions of each subject (lm-eval's "
                                              "--limit)")
     q.add_argument("--sample", type=int, help="a stratified random sample of N test questions "

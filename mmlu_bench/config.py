@@ -122,6 +122,8 @@ class RunConfig:
         parts = [self.backend, backends.model_slug(name or self.model), f"{self.num_fewshot}shot"]
         if self.task != "mmlu":
             parts.insert(0, self.task)
+        if self.format != "plain":
+            parts.append(self.format)
         if self.languages:
             parts.append(self.languages.replace(",", "+"))
         if self.redux_subset and self.redux_subset != "ok":

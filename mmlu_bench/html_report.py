@@ -190,9 +190,13 @@ def _slices(s: Summary) -> str:
     rows = "".join(f"<tr><td>{esc(x.name)}</td><td class=\"num\">{x.acc:.1%}</td>"
                    f"<td class=\"num\">{x.n}</td><td>{esc(_slice_span(x))}</td>"
                    f"<td>{esc(x.note)}</td></tr>" for x in s.slices)
+    from .gen_metrics import failure_note
+
+    note = failure_note(s)
     return ("<section id=\"slices\"><h2>Labelled subsets</h2><table><tr><th>subset</th>"
             "<th>accuracy</th><th>n</th><th>95% interval (Wilson)</th><th></th></tr>"
-            + rows + "</table></section>")
+            + rows + "</table>" + (f"<p id=\"failures\">{esc(note)}</p>" if note else "")
+            + "</section>")
 
 
 def _flags(s: Summary, questions: dict[str, Question]) -> str:
@@ -282,7 +286,7 @@ def _below(s: Summary, top: int = 10) -> str:
 def _mistakes(records: Sequence[QuestionRecord], questions: dict[str, Question],
               top: int = 8) -> str:
     wrong = [(max(p for p in stats.softmax(r.loglikelihoods) if p is not None), r)
-             for r in records if not r.correct and r.pred >= 0]
+             for r in records if not r.correct and r.pred >= 0 and r.loglikelihoods]
     wrong.sort(key=lambda pr: -pr[0])
     items = []
     for p, r in wrong[:top]:

@@ -28,10 +28,19 @@ def header_json(header: RunHeader) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(header)))
 
 
+# Fields written only when set: a log-likelihood record is written as it always was.
+OPTIONAL = ("response", "answer", "failure", "finish", "n_options")
+
+
 def _record_line(r: QuestionRecord) -> str:
     d = dataclasses.asdict(r)
     if not d["meta"]:
         del d["meta"]  # a question without labels (MMLU) is written as it always was
+    if not d["filters"]:
+        del d["filters"]
+    for key in OPTIONAL:
+        if d[key] is None:
+            del d[key]
     return json.dumps(d, ensure_ascii=False) + "\n"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import html_report, report, sampling, stats, summary
+from . import gen_metrics, html_report, report, sampling, stats, summary
 from .errors import UserError
 from .records import RECORDS, read
 from .schema import Summary
@@ -32,7 +32,8 @@ def render(run_dir: Path, fmt: str) -> str:
 
 def table(header: dict, records: list, footer: dict | None, s: Summary) -> str:
     """lm-eval's two tables under lm-eval's one-line run summary."""
-    notes = (report.table_footer(s), sampling.summary_line(header, s))
+    notes = (report.table_footer(s), gen_metrics.failure_note(s),
+             sampling.summary_line(header, s))
     return report.title(header) + "\n" + report.full_table(s, notes)
 
 
@@ -42,6 +43,8 @@ def results(header: dict, records: list, footer: dict | None, s: Summary) -> dic
     out.update(header.get("chat") or {})
     if header.get("sample"):
         out["sample"] = sampling.sample_json(header, s)
+    if s.failures:
+        out["extraction_failures"] = gen_metrics.failures_json(s)
     return out
 
 

@@ -17,7 +17,7 @@ from .errors import UserError
 from .interrupts import signals_held
 from .records import (RECORDS, RecordWriter, disk_error, folder_lock, header_json, read,
                       write_atomic)
-from .schema import GroupResult, Question, RunHeader, ScoreRequest
+from .schema import Generation, GroupResult, Question, RunHeader, ScoreRequest
 from .tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class Plan:
     # backend exists: render(renderer) -> the Plan with requests (see with_requests).
     render: Callable[..., Plan] | None = None
     chat: dict = field(default_factory=dict)  # the format's chat fields for the header
+    fmt: object = None  # the formats.Format that built the requests and reads the answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,7 @@ def plan(config: RunConfig) -> Plan:
 
     population = {u: len(data.test[u]) for u in units} if config.sample else {}
     p = Plan(task, "", units, questions, {}, dataset.fingerprint(used), config.output_dir(),
-             data.source, population, render)
+             data.source, population, render, fmt=fmt)
     if not fmt.needs_renderer:  # plain prompts: every request built before anything is written
         p = render(p)
     _check_writable(p.out_dir)
@@ -190,6 +191,7 @@ def run(config: RunConfig) -> Outcome:
     """Score every planned question not yet recorded, then write results from the records."""
     p = plan(config)
     with folder_lock(p.out_dir):
+        _check_capability(config, p.fmt.needs)
         backend = backends.create(config)
         try:
             p = with_requests(p, backend)
@@ -202,6 +204,14 @@ def run(config: RunConfig) -> Outcome:
         finally:
             backend.close()
         return write_reports(p.out_dir, scored, footer)
+
+
+def _check_capability(config: RunConfig, needs: str) -> None:
+    """Refuse, before a model loads, a backend that cannot do what the format needs."""
+    cls = backends.backend_class(config.backend)
+    if needs not in cls.capabilities:
+        raise UserError(f"--format {config.format} needs a backend that can {needs}; the "
+                        f"{config.backend}: backend cannot: use another backend or format.")
 
 
 def _score_all(backend, p: Plan, writer: RecordWriter, done: set[str],
@@ -237,6 +247,8 @@ def _stream(backend, p: Plan, done: set[str]):
         skip = frozenset(r.qid for r in requests if r.qid in done)
         if len(skip) < len(requests):
             groups.append((requests, skip))
+    if p.fmt is not None and p.fmt.needs == "generate":
+        return backend.generate_groups(groups)
     return backend.score_groups(groups)
 
 
@@ -250,7 +262,9 @@ def _record(stream, p: Plan, done: set[str], writer: RecordWriter, bar) -> tuple
         for scores in batch:
             # A result for a question never asked, or asked twice, would shift answers silently.
             assert scores.qid in waiting, f"backend answered {scores.qid} unasked or twice"
-            recs.append(scoring.record(p.questions[scores.qid], scores, waiting.pop(scores.qid)))
+            q, sha = p.questions[scores.qid], waiting.pop(scores.qid)
+            recs.append(p.fmt.record(p.task, q, scores, sha) if isinstance(scores, Generation)
+                        else scoring.record(q, scores, sha))
             tokens += scores.n_tokens
         with signals_held():
             writer.append(recs)

@@ -70,6 +70,31 @@ class ChoiceScores:
 
 
 @dataclass(frozen=True, slots=True)
+class GenerateRequest:
+    """What a backend generates for: greedy text after `context` until a stop string.
+
+    `until` is the format's stop strings; the backend adds its model's end-of-text, as lm-eval
+    does. A chat format also gives `messages` (the turns; `context` is then their text, for the
+    prompt hash and for backends that only take text)."""
+
+    qid: str
+    context: str
+    until: tuple[str, ...]
+    max_tokens: int
+    messages: tuple[dict, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """A backend's answer to one GenerateRequest: the text cut at the first stop string."""
+
+    qid: str
+    text: str
+    n_tokens: int  # prompt tokens read plus tokens generated
+    finish: str  # "stop" (a stop string or end-of-text), "length" (max_tokens), "error"
+
+
+@dataclass(frozen=True, slots=True)
 class QuestionRecord:
     """One line of records.jsonl: the source of truth for every summary."""
 
@@ -83,6 +108,16 @@ class QuestionRecord:
     prompt_sha256: str
     n_tokens: int
     meta: dict = field(default_factory=dict)  # the question's labels; not written when empty
+    # Generative formats only (not written when None/empty, so log-likelihood records read
+    # as they always did): the generated text, the letter extracted from it (None when
+    # extraction failed, and then why), how generation ended, the other filters' letters
+    # (lm-eval's second filter of a task), the number of options.
+    response: str | None = None
+    answer: str | None = None
+    failure: str | None = None
+    finish: str | None = None
+    filters: dict = field(default_factory=dict)
+    n_options: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,3 +212,5 @@ class Summary:
     finished: bool = True
     flags: tuple[Flag, ...] = ()
     blocks: dict = field(default_factory=dict)  # extra results.json blocks by key ("redux")
+    # Generative formats: (unit, questions without an extracted letter, questions), by unit.
+    failures: tuple[tuple[str, int, int], ...] = ()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from . import metrics, sampling, tasks
+from . import gen_metrics, metrics, sampling, tasks
 from .schema import LETTERS, QuestionRecord, Summary
 from .tasks.base import Task
 
@@ -23,15 +23,24 @@ def build(header: dict, records: Sequence[QuestionRecord], finished: bool = True
     task = task_of(header)
     rows = metrics.summarize(records, task, header["num_fewshot"])
     est = sampling.overall(header, records, rows)
-    widest = max((len(r.loglikelihoods) for r in records), default=4)
-    chance = (sum(1 / len(r.loglikelihoods) for r in records) / len(records)
-              if records else math.nan)
+    widest = max((options(r) for r in records), default=4)
+    chance = sum(1 / options(r) for r in records) / len(records) if records else math.nan
+    slices = tuple(task.slices(records)) if records else ()
+    failures = ()
+    if gen_metrics.generated(records):
+        slices += tuple(gen_metrics.slices(records))
+        failures = gen_metrics.failures(records)
     return Summary(task=task.name, title=task.title, rows=tuple(rows), acc=est.acc,
                    stderr=est.stderr, n=est.n, population=est.population, chance=chance,
                    labels=LETTERS[:widest], missing=missing_letters(records),
-                   slices=tuple(task.slices(records)) if records else (), finished=finished,
+                   slices=slices, finished=finished, failures=failures,
                    flags=tuple(task.flags(records)) if records else (),
                    blocks=task.blocks(records) if records else {})
+
+
+def options(r: QuestionRecord) -> int:
+    """The question's number of options (a generative record has no log-likelihoods)."""
+    return len(r.loglikelihoods) or r.n_options or 4
 
 
 def missing_letters(records: Sequence[QuestionRecord]) -> int:

@@ -78,6 +78,12 @@ def create(config: RunConfig) -> Backend:
     return getattr(importlib.import_module(module), cls)(config)
 
 
+def backend_class(name: str) -> type:
+    """The backend's class (its capabilities), without building it."""
+    module, cls, _, _ = BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
 def model_slug(model: str) -> str:
     """A folder-friendly short name for a model spec (default output folder)."""
     name = Path(model.rstrip("/")).name if "://" not in model else model.split("://", 1)[1]

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
-from ..schema import ChoiceScores, ScoreRequest
+from ..schema import ChoiceScores, GenerateRequest, Generation, ScoreRequest
 
 if TYPE_CHECKING:
     from ..config import RunConfig
 
 # A unit's requests and the qids among them already recorded (resume).
 Group = tuple[Sequence[ScoreRequest], frozenset[str]]
+# The same for generative formats: a unit's GenerateRequests and the qids already recorded.
+GenGroup = tuple[Sequence[GenerateRequest], frozenset[str]]
 
 # info() keys that identify the model: a resume refuses a run recorded with other values.
 RESUME_KEYS = ("device", "dtype", "model_sha256", "model_size", "hub_id", "revision",
@@ -33,7 +35,9 @@ class Backend(Protocol):
     # alternatives, where a letter can be missing.
     exact: ClassVar[bool]
     # What it can do: "loglikelihood" (score continuations); "chat" (chat_renderer(): lm-eval's
-    # chat messages rendered with the model's template, or sent to a server's chat endpoint).
+    # chat messages rendered with the model's template, or sent to a server's chat endpoint);
+    # "generate" (greedy text until a stop string: `generate_groups`, the same shape as
+    # score_groups).
     capabilities: ClassVar[frozenset[str]]
     resume_keys: ClassVar[tuple[str, ...]]
 
@@ -44,6 +48,9 @@ class Backend(Protocol):
         ...
 
     def score_groups(self, groups: Iterable[Group]) -> Iterator[list[ChoiceScores]]: ...
+
+    # Only with the "generate" capability:
+    # def generate_groups(self, groups: Iterable[GenGroup]) -> Iterator[list[Generation]]: ...
 
     def close(self) -> None: ...
 
@@ -63,3 +70,12 @@ class UnitScorer:
             todo = [r for r in requests if r.qid not in skip]
             if todo:
                 yield from self.score(todo)
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[list[Generation]]:
+        raise NotImplementedError
+
+    def generate_groups(self, groups: Iterable[GenGroup]) -> Iterator[list[Generation]]:
+        for requests, skip in groups:
+            todo = [r for r in requests if r.qid not in skip]
+            if todo:
+                yield from self.generate(todo)

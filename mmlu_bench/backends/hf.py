@@ -46,7 +46,7 @@ class HFBackend:
     name = "hf"
     exact = True
     # chat: renders lm-eval's chat messages with the tokenizer's own template
-    capabilities = frozenset({"loglikelihood", "chat"})
+    capabilities = frozenset({"loglikelihood", "chat", "generate"})
     resume_keys = RESUME_KEYS
 
     def __init__(self, config) -> None:
@@ -97,6 +97,13 @@ class HFBackend:
         skip set run: a resumed run computes each question in the same batch, bit for bit."""
         with _sdpa_gqa(self.device):
             yield from tk.score_stream(groups, self._plan, self._run)
+
+    def generate_groups(self, groups) -> Iterator:
+        """Greedy text until a stop string, per unit (hf_generate.py)."""
+        from . import hf_generate
+
+        with _sdpa_gqa(self.device):
+            yield from hf_generate.generate_groups(self, groups)
 
     def _plan(self, requests: Sequence[ScoreRequest], skip: frozenset[str]) -> tk.Plan:
         # The token budget is for all lanes together: it bounds the memory in flight.

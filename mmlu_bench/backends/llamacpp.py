@@ -40,7 +40,7 @@ class LlamaCppBackend(UnitScorer):
     resume_keys = RESUME_KEYS + ("tokenizer",)
     exact = True
     # chat: the GGUF's tokenizer.chat_template, rendered as transformers renders it
-    capabilities = frozenset({"loglikelihood", "chat"})
+    capabilities = frozenset({"loglikelihood", "chat", "generate"})
 
     def __init__(self, config) -> None:
         import llama_cpp
@@ -147,6 +147,12 @@ class LlamaCppBackend(UnitScorer):
         if done:
             yield done
         assert not collector.pending, f"unfinished questions: {sorted(collector.pending)[:3]}"
+
+    def generate(self, requests):
+        """Greedy text for generative formats (llamacpp_generate.py)."""
+        from .llamacpp_generate import generate
+
+        return generate(self, requests, YIELD_EVERY)
 
     def logprobs(self, tokens: Sequence[int], keep: int) -> list[np.ndarray]:
         """Log-softmax over the vocabulary at the last `keep` positions of `tokens`.

@@ -18,8 +18,9 @@ import re
 from urllib.parse import urlsplit
 
 from ..errors import BackendError, ConfigError
-from . import http
-from .http import Client, HTTPStatusError, ServerBackend, Transient, Unreachable
+from . import http, server_generate
+from .http import (Client, HTTPStatusError, ServerBackend, Transient, Unreachable,
+                   score_parallel)
 from .openai_compat import PROBE, TOP_K
 from .server_chat import ChatLetters, ollama_chat_alternatives, ollama_chat_body
 
@@ -109,7 +110,7 @@ class OllamaBackend(ChatLetters, ServerBackend):
     exact = False  # top-k only: a letter outside the top 20 is recorded as missing
     path = "/api/generate"
     # chat: --apply-chat-template requests go to /api/chat (server_chat.py)
-    capabilities = frozenset({"loglikelihood", "chat"})
+    capabilities = frozenset({"loglikelihood", "chat", "generate"})
     chat_path = "/api/chat"
     # A model pulled again under the same name is another model: its digest must match.
     resume_keys = ServerBackend.resume_keys + ("model_digest", "ollama_path", "tokenizer")
@@ -119,9 +120,21 @@ class OllamaBackend(ChatLetters, ServerBackend):
         self.model = config.model
         self.concurrency = config.concurrency
         self.client = Client(self.base, None, config.timeout)  # Ollama takes no API key
+        # Generative formats read text, not logprobs: any Ollama version serves them.
+        self.generating = config.format_spec().needs == "generate"
         self.version = self._check_version()
         self.digest = self._check_pulled()
-        self._probe()
+        if not self.generating:
+            self._probe()
+
+    def generate(self, requests):
+        """Greedy text for generative formats (server_generate.py)."""
+        return score_parallel(requests, self._generate_one, self.concurrency)
+
+    def _generate_one(self, r, stop):
+        return server_generate.generate_one(
+            self.client, server_generate.ollama_request(self.model, r),
+            server_generate.ollama_parse, r, stop)
 
     def info(self) -> dict:
         return {"device": "server", "dtype": "unknown", "ollama_path": "server",
@@ -160,7 +173,7 @@ class OllamaBackend(ChatLetters, ServerBackend):
         number = parse_version(version)
         if number == (0, 0, 0) or number is None:  # a build from source: the probe decides
             log.warning("Ollama reports version %r; checking logprobs directly", version)
-        elif number < MIN_VERSION:
+        elif number < MIN_VERSION and not self.generating:
             raise NoServerLogprobs(f"Ollama {version} at {self.base} cannot return logprobs; "
                                    f"upgrade Ollama to {'.'.join(map(str, MIN_VERSION))} or later")
         return version
@@ -186,3 +199,8 @@ class OllamaBackend(ChatLetters, ServerBackend):
             raise NoServerLogprobs(f"Ollama at {self.base} returned no logprobs for a test "
                                    f"generation; upgrade Ollama to "
                                    f"{'.'.join(map(str, MIN_VERSION))} or later") from None
+
+
+# What `ollama:` can do whichever path open_backend takes (the store path scores the file with
+# llama.cpp, which can do all of it too): read by the runner before anything loads.
+open_backend.capabilities = OllamaBackend.capabilities

@@ -10,8 +10,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from ..errors import BackendError, ConfigError
-from . import http
-from .http import Client, HTTPStatusError, ServerBackend, Transient
+from . import http, server_generate
+from .http import Client, HTTPStatusError, ServerBackend, Transient, score_parallel
 from .server_chat import ChatLetters, openai_chat_alternatives, openai_chat_body
 
 TOP_K = 20  # the most alternatives OpenAI's API returns; llama.cpp and vLLM accept it too
@@ -63,7 +63,7 @@ class OpenAIBackend(ChatLetters, ServerBackend):
     exact = False  # top-k only: a letter outside the top 20 is recorded as missing
     path = "/completions"
     # chat: --apply-chat-template requests go to /chat/completions (server_chat.py)
-    capabilities = frozenset({"loglikelihood", "chat"})
+    capabilities = frozenset({"loglikelihood", "chat", "generate"})
     chat_path = "/chat/completions"
 
     def __init__(self, config) -> None:
@@ -73,7 +73,17 @@ class OpenAIBackend(ChatLetters, ServerBackend):
         self.client = Client(self.base, config.api_key, config.timeout)
         self.min_tokens = True
         self._check_model_listed()
-        self._probe()
+        if config.format_spec().needs != "generate":  # generation needs no logprobs
+            self._probe()
+
+    def generate(self, requests):
+        """Greedy text for generative formats (server_generate.py)."""
+        return score_parallel(requests, self._generate_one, self.concurrency)
+
+    def _generate_one(self, r, stop):
+        return server_generate.generate_one(
+            self.client, server_generate.openai_request(self.model, r),
+            server_generate.openai_parse, r, stop)
 
     def info(self) -> dict:
         return {"device": "server", "dtype": "unknown", "server": self.base,

@@ -21,6 +21,12 @@ FORMATS: dict[str, tuple[str, str, str]] = {
     "chat": ("mmlu_bench.formats.chat", "Chat",
              "lm-eval's --apply_chat_template: the model's chat template, letters scored by "
              "log-likelihood (--apply-chat-template)"),
+    "generative": ("mmlu_bench.formats.generative", "Generative",
+                   "lm-eval's mmlu_generative: greedy text, its first line must be the letter"),
+    "cot": ("mmlu_bench.formats.generative", "FlanCoT",
+            "lm-eval's mmlu_flan_cot_zeroshot: step-by-step text, 'the answer is (X)'"),
+    "simple-evals": ("mmlu_bench.formats.generative", "SimpleEvals",
+                     "OpenAI simple-evals: one chat message, 'Answer: X' on the last line"),
 }
 
 

@@ -1,0 +1,132 @@
+"""Generative MMLU, mmlu-bench vs lm-eval 0.4.13, same model (hf, fp32 on CPU), same questions.
+
+    python bench/gen_vs_lmeval.py --format generative --subjects anatomy,astronomy --limit 2
+
+Runs lm-eval's `mmlu_<subject>_generative` or `mmlu_flan_cot_zeroshot_<subject>` tasks (their
+installed YAML, with the local CSV files as the dataset: flan CoT's `validation` split is
+pointed at the local TEST csv, since the local data has dev+test only), then
+`mmlu-bench run --format ...` on the same questions, and prints: % identical generated text,
+exact_match agreement where texts agree, both wall times. lm-eval runs from its own venv
+(LMEVAL_VENV, default /tmp/lmeval-venv); both at --batch-size given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import lmeval_runner as lr  # noqa: E402
+from bench_vs_lmeval import default_model  # noqa: E402
+from lmeval_task import _dump, _load  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = {"generative": ("generative", "_default_template_yaml", "mmlu_{}_generative",
+                        "get_response", "test"),
+         "cot": ("flan_cot_zeroshot", "_mmlu_flan_cot_zeroshot_template_yaml",
+                 "mmlu_flan_cot_zeroshot_{}", "strict-match", "validation")}
+
+
+def task_dir(fmt: str, subjects: list[str], data: Path, dest: Path) -> list[str]:
+    """Per-subject YAMLs including the installed template, reading the local CSVs."""
+    folder, template, name, _, split = TASKS[fmt]
+    src = lr.lmeval_package_dir(Path(os.environ.get("LMEVAL_VENV", "/tmp/lmeval-venv")))
+    src = src / "tasks" / "mmlu" / folder
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "mmlu_local_csv.py").write_text((ROOT / "bench/mmlu_local_csv.py").read_text())
+    base = _load(src / template)
+    base["dataset_path"] = "csv"
+    # `!function` is lm-eval's YAML tag: safe_dump cannot write it, so the line is appended.
+    (dest / template).write_text(
+        _dump(base) + "process_docs: !function mmlu_local_csv.process_docs\n")
+    names = []
+    for s in subjects:
+        files = {split: str(data / "test" / f"{s}_test.csv"),
+                 "dev": str(data / "dev" / f"{s}_dev.csv")}
+        cfg = {"include": template, "task": name.format(s), "dataset_name": s,
+               "description": f"The following are multiple choice questions (with answers) "
+                              f"about {s.replace('_', ' ')}.\n\n",
+               "dataset_kwargs": {"data_files": files,
+                                  "column_names": ["question", "A", "B", "C", "D", "answer"],
+                                  "na_filter": False}}
+        (dest / f"{name.format(s)}.yaml").write_text(_dump(cfg))
+        names.append(name.format(s))
+    return names
+
+
+def run_lmeval(args, names: list[str], tdir: Path, out: Path) -> float:
+    venv = Path(os.environ.get("LMEVAL_VENV", "/tmp/lmeval-venv"))
+    cmd = [str(venv / "bin/lm_eval"), "run", "--model", "hf", "--model_args",
+           lr.hf_model_args(args.model), "--tasks", ",".join(names), "--include_path",
+           str(tdir), "--batch_size", str(args.batch_size), "--limit", str(args.limit),
+           "--output_path", str(out), "--log_samples", "--device", "cpu"]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, env=lr.lmeval_env(out / "cache"), capture_output=True)
+    return time.perf_counter() - start
+
+
+def run_ours(args, out: Path) -> float:
+    cmd = [sys.executable, "-c", "import sys;from mmlu_bench.cli import main;sys.exit(main())",
+           "run", "--model", f"hf:{args.model}", "--format", args.format, "--subjects",
+           args.subjects, "--limit", str(args.limit), "--batch-size", str(args.batch_size),
+           "--data-dir", str(args.data), "--output", str(out), "--no-progress", "--device", "cpu"]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                   capture_output=True)
+    return time.perf_counter() - start
+
+
+def lmeval_samples(out: Path, fmt: str, subjects: list[str]) -> dict:
+    name, metric = TASKS[fmt][2], TASKS[fmt][3]
+    found = {}
+    for s in subjects:
+        for path in out.rglob(f"samples_{name.format(s)}_*.jsonl"):
+            for line in path.read_text().splitlines():
+                d = json.loads(line)
+                if d["filter"] == metric:
+                    found[f"{s}/{d['doc_id']}"] = (d["resps"][0][0], d["exact_match"])
+    return found
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--format", choices=list(TASKS), default="generative")
+    p.add_argument("--subjects", default="anatomy,astronomy")
+    p.add_argument("--limit", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--model", type=Path, default=default_model())
+    p.add_argument("--data", type=Path, default=Path("/work/shared/data/mmlu"))
+    p.add_argument("--out", type=Path, default=Path("/tmp/gen_bench"))
+    args = p.parse_args()
+    subjects = args.subjects.split(",")
+    out = args.out / f"{args.format}_{int(time.time())}"
+    names = task_dir(args.format, subjects, args.data, out / "tasks")
+    t_lm = run_lmeval(args, names, out / "tasks", out / "lmeval")
+    t_us = run_ours(args, out / "ours")
+    theirs = lmeval_samples(out / "lmeval", args.format, subjects)
+    ours = {}
+    for line in (out / "ours/records.jsonl").read_text().splitlines()[1:-1]:
+        r = json.loads(line)
+        ours[r["qid"]] = (r["response"], float(r["correct"]))
+    assert set(ours) == set(theirs), (sorted(ours), sorted(theirs))
+    same = [q for q in ours if ours[q][0] == theirs[q][0]]
+    agree = sum(ours[q][1] == theirs[q][1] for q in same)
+    print(f"{args.format}: {len(ours)} questions; identical text {len(same)}/{len(ours)} "
+          f"({len(same) / len(ours):.1%}); exact_match agrees on {agree}/{len(same)} of those; "
+          f"lm-eval {t_lm:.1f} s, mmlu-bench {t_us:.1f} s (x{t_lm / t_us:.2f}, wall incl. load)")
+    footer = json.loads((out / "ours/records.jsonl").read_text().splitlines()[-1])["footer"]
+    total = lr.read_results(out / "lmeval").get("total_evaluation_time_seconds")
+    print(f"  mmlu-bench generation alone {footer['wall_seconds']} s; lm-eval's "
+          f"total_evaluation_time_seconds {total}")
+    for q in sorted(set(ours) - set(same)):
+        print(f"  {q}: lm-eval {theirs[q][0][:80]!r}\n  {'':{len(q)}}  ours    {ours[q][0][:80]!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

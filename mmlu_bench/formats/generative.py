@@ -1,0 +1,135 @@
+"""Generative formats: the model writes an answer, a filter extracts the letter (extract.py).
+
+generative    lm-eval 0.4.13 `mmlu_generative`: the `mmlu` prompt, greedy until "\\n" (and
+              "</s>", and the model's end-of-text), first line exact-matched to the letter.
+cot           lm-eval 0.4.13 `mmlu_flan_cot_zeroshot`: "Q: ... (A) .. (B) ..\\nA: Let's think
+              step by step.", greedy until "</s>", "Q:", "<|im_end|>"; two filters,
+              strict-match (lm-eval's first, the table's number) and flexible-extract (shown
+              beside it). lm-eval runs it on MMLU's validation split; here it runs on the
+              split the task loads (MMLU: test), as the prompt identity says.
+simple-evals  OpenAI simple-evals' MMLU: one user message asking for "Answer: $LETTER" on the
+              last line, its regex; greedy (simple-evals samples at its sampler's temperature).
+
+max_tokens is lm-eval's default max_gen_toks (256) where lm-eval sets none, and simple-evals'
+sampler's max_tokens (1024) for simple-evals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from .. import extract, prompts
+from ..errors import UserError
+from ..schema import Generation, GenerateRequest, Question, QuestionRecord, TaskData
+from ..tasks.base import Task
+from .base import Format
+
+# lm-eval's DEFAULT_MAX_GEN_TOKS: generation_kwargs without max_gen_toks get 256.
+LMEVAL_MAX_GEN_TOKS = 256
+# lm-eval's chat-API payloads send seed 1234; servers get it too (greedy needs none).
+SEED = 1234
+
+
+class GenerativeFormat(Format):
+    """Requests with stop strings; records with the text, the letter and why it failed."""
+
+    needs = "generate"
+    until: ClassVar[tuple[str, ...]] = ()
+    max_tokens: ClassVar[int] = LMEVAL_MAX_GEN_TOKS
+    # (name, extractor): the first decides `correct`; the others are shown beside it.
+    filters: ClassVar[tuple[tuple[str, object], ...]] = ()
+    fixed_shots: ClassVar[int | None] = None  # a zero-shot recipe refuses --num-fewshot
+
+    def prompt_format(self, task: Task, renderer=None) -> str:
+        """Prompt and decoding settings: a resume with other ones is refused."""
+        return (f"{task.prompt_format}/{self.name}:greedy,max_tokens={self.max_tokens},"
+                f"until={list(self.until)},seed={SEED}")
+
+    def context(self, task: Task, q: Question, shots: Sequence[Question]) -> str:
+        raise NotImplementedError
+
+    def messages(self, context: str) -> tuple[dict, ...] | None:
+        return None
+
+    def requests(self, task: Task, questions: Sequence[Question], data: TaskData,
+                 num_fewshot: int, renderer=None) -> list[GenerateRequest]:
+        if self.fixed_shots is not None and num_fewshot != self.fixed_shots:
+            raise UserError(f"--format {self.name} is {self.fixed_shots}-shot by design; "
+                            "leave out --num-fewshot.")
+        out = []
+        for q in questions:
+            text = self.context(task, q, task.shots(data, q, num_fewshot))
+            out.append(GenerateRequest(q.qid, text, self.until, self.max_tokens,
+                                       self.messages(text)))
+        return out
+
+    def record(self, task: Task, q: Question, g: Generation, prompt_sha256: str
+               ) -> QuestionRecord:
+        choices = list(q.choices)
+        results = [(name, fn(g.text, choices)) for name, fn in self.filters]
+        first = results[0][1]
+        labels = task.labels(q)
+        pred = labels.index(first.letter) if first.letter in labels else -1
+        return QuestionRecord(
+            qid=q.qid, subject=q.subject, index=q.index, gold=q.gold, loglikelihoods=(),
+            pred=pred, correct=pred == q.gold, prompt_sha256=prompt_sha256,
+            n_tokens=g.n_tokens, meta=dict(q.meta), response=g.text, answer=first.letter,
+            failure=_failure(first, g), finish=g.finish,
+            filters={name: e.letter for name, e in results[1:]}, n_options=len(q.choices))
+
+
+def _failure(e: extract.Extraction, g: Generation) -> str | None:
+    if e.letter is not None:
+        return None
+    if g.finish == "length":
+        return f"{e.reason} (cut off at max_tokens)"
+    return e.reason
+
+
+class Generative(GenerativeFormat):
+    name = "generative"
+    until = ("</s>", "\n")
+    filters = (("get_response", extract.lmeval_mmlu_generative),)
+
+    def context(self, task: Task, q: Question, shots: Sequence[Question]) -> str:
+        return prompts.context(task, q, shots)  # mmlu_generative's prompt is mmlu's
+
+
+class FlanCoT(GenerativeFormat):
+    name = "cot"
+    until = ("</s>", "Q:", "<|im_end|>")
+    filters = (("strict-match", extract.lmeval_flan_cot_strict),
+               ("flexible-extract", extract.lmeval_flan_cot_flexible))
+    fixed_shots = 0
+
+    def context(self, task: Task, q: Question, shots: Sequence[Question]) -> str:
+        options = " ".join(f"({label}) {choice}"
+                           for label, choice in zip(task.labels(q), q.choices, strict=True))
+        return (task.description(q.subject) + f"Q: {q.question.strip()}\n{options}\n"
+                "A: Let's think step by step.")
+
+
+# simple-evals common.py QUERY_TEMPLATE_MULTICHOICE (stripped), for any number of options.
+SIMPLE_EVALS = ("Answer the following multiple choice question. The last line of your response "
+                "should be of the following format: 'Answer: $LETTER' (without quotes) where "
+                "LETTER is one of {letters}. Think step by step before answering.\n\n"
+                "{question}\n\n{options}")
+
+
+class SimpleEvals(GenerativeFormat):
+    name = "simple-evals"
+    until = ()
+    max_tokens = 1024
+    filters = (("simple-evals", extract.simple_evals_mmlu),)
+    fixed_shots = 0
+
+    def context(self, task: Task, q: Question, shots: Sequence[Question]) -> str:
+        labels = task.labels(q)
+        options = "\n".join(f"{label}) {choice}"
+                            for label, choice in zip(labels, q.choices, strict=True))
+        return SIMPLE_EVALS.format(letters="".join(labels), question=q.question,
+                                   options=options)
+
+    def messages(self, context: str) -> tuple[dict, ...]:
+        return ({"role": "user", "content": context},)
