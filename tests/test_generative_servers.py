@@ -91,10 +91,13 @@ def test_payloads_follow_lm_evals_api_models():
 def llm(llama_cpp, gguf_path):
     from llama_cpp import Llama
 
+    from mmlu_bench.backends.llamacpp import _without_amx
+
     from .servers import THREADS
 
-    return Llama(model_path=str(gguf_path), n_ctx=512, n_threads=THREADS,
-                 n_threads_batch=THREADS, verbose=False)
+    with _without_amx():  # llama.cpp's AMX kernels crash on SmolLM2 (see there)
+        return Llama(model_path=str(gguf_path), n_ctx=512, n_threads=THREADS,
+                     n_threads_batch=THREADS, verbose=False)
 
 
 @functools.cache
@@ -175,7 +178,9 @@ def test_ollama_without_logprobs_generates(llm, monkeypatch):
         b = backends.create(RunConfig.from_spec("ollama:smollm2", format="simple-evals",
                                                 concurrency=1))
         got = generate(b)
-    assert server.paths == ["/api/generate", "/api/generate", "/api/chat"]
+    # Raw prompts go to /api/generate, the chat one to /api/chat; an empty answer (greedy
+    # SmolLM2 stops at once on a "\n" stop string) is asked again before it is recorded.
+    assert set(server.paths[:-1]) == {"/api/generate"} and server.paths[-1] == "/api/chat"
     for r in REQUESTS:
         assert got[r.qid].text == local(llm, r) and got[r.qid].n_tokens == 23
 
