@@ -66,16 +66,18 @@ class UnitScorer:
         raise NotImplementedError
 
     def score_groups(self, groups: Iterable[Group]) -> Iterator[list[ChoiceScores]]:
-        for requests, skip in groups:
-            todo = [r for r in requests if r.qid not in skip]
-            if todo:
-                yield from self.score(todo)
+        return _per_unit(groups, self.score)
 
     def generate(self, requests: Sequence[GenerateRequest]) -> Iterator[list[Generation]]:
         raise NotImplementedError
 
     def generate_groups(self, groups: Iterable[GenGroup]) -> Iterator[list[Generation]]:
-        for requests, skip in groups:
-            todo = [r for r in requests if r.qid not in skip]
-            if todo:
-                yield from self.generate(todo)
+        return _per_unit(groups, self.generate)
+
+
+def _per_unit(groups, answer):
+    """`answer` (score or generate) over each unit's unrecorded requests, unit after unit."""
+    for requests, skip in groups:
+        todo = [r for r in requests if r.qid not in skip]
+        if todo:
+            yield from answer(todo)
