@@ -242,14 +242,15 @@ def _stream(backend, p: Plan, done: set[str]):
     requests with the qids already recorded (a backend that plans batches over the whole unit
     runs only those holding unrecorded questions, so resumed records are bit-identical)."""
     groups = []
+    generate = p.fmt is not None and p.fmt.needs == "generate"
     for unit in p.subjects:
         requests = p.requests[unit]
         skip = frozenset(r.qid for r in requests if r.qid in done)
-        if len(skip) < len(requests):
+        # Generation plans its batches over the whole run (hf_generate.plan): recorded units
+        # stay in, or a resume would put the rest in other batches.
+        if len(skip) < len(requests) or generate:
             groups.append((requests, skip))
-    if p.fmt is not None and p.fmt.needs == "generate":
-        return backend.generate_groups(groups)
-    return backend.score_groups(groups)
+    return backend.generate_groups(groups) if generate else backend.score_groups(groups)
 
 
 def _record(stream, p: Plan, done: set[str], writer: RecordWriter, bar) -> tuple[int, int]:

@@ -257,3 +257,40 @@ def test_default_run_folder_names_the_format():
 
     assert str(RunConfig.from_spec("fake:x").output_dir()) == "runs/fake_x_0shot"
     assert str(RunConfig.from_spec("fake:x", format="cot").output_dir()) == "runs/fake_x_0shot_cot"
+
+
+def stub_backend(batch_size: int):
+    """What hf_generate.plan reads from an hf: backend, with characters as tokens."""
+    from types import SimpleNamespace
+
+    tokenizer = SimpleNamespace(eos_token_id=None, chat_template=None)
+    return SimpleNamespace(tokenizer=tokenizer, encode=lambda text: [ord(c) for c in text],
+                           max_length=4096, batch_size=batch_size, prefix_sharing=True)
+
+
+def test_generation_batches_span_units_in_lm_evals_order_and_survive_resume():
+    """Small units share batches (lm-eval's Collator order over the whole run: longest prompt
+    first), and a resume, even with a unit fully recorded, runs each remaining question in the
+    batch it had."""
+    from mmlu_bench.backends import hf_generate
+    from mmlu_bench.schema import GenerateRequest
+
+    units = [[GenerateRequest(f"{u}/{i}", f"{u}: " + "x" * (3 * i + len(u)), ("\n",), 4)
+              for i in range(3)] for u in ("anatomy", "virology", "astronomy")]
+    backend = stub_backend(4)
+    full = [[r.request.qid for r in batch]
+            for batch, _ in hf_generate.plan(backend, [(u, frozenset()) for u in units])]
+    assert [len(b) for b in full] == [4, 4, 1]
+    lengths = [len(r.context) for b in full for r in _by_qid(units, b)]
+    assert lengths == sorted(lengths, reverse=True)
+    assert len({q.split("/")[0] for q in full[0]}) > 1  # units share a batch
+    done = frozenset(r.qid for r in units[1]) | {full[0][0]}
+    resumed = hf_generate.plan(backend, [(u, done & {r.qid for r in u}) for u in units])
+    again = [[r.request.qid for r in batch] for batch, _ in resumed]
+    assert again == [b for b in full if not set(b) <= done]
+    assert all(skip == done for _, skip in resumed)
+
+
+def _by_qid(units, qids):
+    found = {r.qid: r for u in units for r in u}
+    return [found[q] for q in qids]

@@ -4,8 +4,8 @@ lm-eval sorts a task's prompts longest first, left-pads each batch, runs `model.
 (greedy) until every row has produced a stop string or max_gen_toks tokens, decodes each row
 with special tokens skipped and cuts it at the first stop string (the format's `until` plus the
 tokenizer's decoded EOS). Here the same, with two savings that change no text:
-- a unit's shared token prefix (the description, the few-shot examples) runs once; each batch's
-  cache starts as views of it (hf._expand);
+- a batch's shared token prefix (the description, the few-shot examples) runs once; the
+  batch's cache starts as views of it (hf._expand);
 - a row leaves the batch as soon as it stops (its end-of-text token, a stop string in its
   decoded text, or max_tokens): its cache rows are dropped and no more steps run for it.
 Greedy choices are argmax over float logits; a padded batch can tip a near-tie the other way
@@ -35,19 +35,28 @@ class _Row:
 
 def generate_groups(backend, groups: Iterable[tuple[Sequence[GenerateRequest], frozenset[str]]]
                     ) -> Iterator[list[Generation]]:
-    """Per unit: plan batches over all its requests (so a resumed run puts each question in
-    the same batch as before) and run those holding an unrecorded question."""
-    for requests, skip in groups:
-        rows = [_row(backend, r) for r in requests]
-        rows.sort(key=lambda r: (-len(r.tokens), r.request.context))  # lm-eval's order
-        shared = _shared(backend, rows)
-        cache = backend._prefix_cache(tuple(rows[0].tokens[:shared])) if shared else None
-        for batch in _batches(backend, rows):
-            if all(r.request.qid in skip for r in batch):
-                continue
-            _run(backend, batch, shared, cache)
-            done = [_generation(backend, r) for r in batch if r.request.qid not in skip]
-            yield done
+    """Every unit's requests pooled into one plan (`plan`); the batches holding an unrecorded
+    question run, each from its own shared prefix."""
+    for batch, skip in plan(backend, groups):
+        shared = _shared(backend, batch)
+        cache = backend._prefix_cache(tuple(batch[0].tokens[:shared])) if shared else None
+        _run(backend, batch, shared, cache)
+        yield [_generation(backend, r) for r in batch if r.request.qid not in skip]
+
+
+def plan(backend, groups) -> list[tuple[list[_Row], frozenset[str]]]:
+    """lm-eval's batches: all requests of the run sorted as its Collator sorts them (longest
+    prompt first, then by text) and cut in batch_size slices, so a batch holds the rows
+    lm-eval's holds (padding, hence greedy near-ties, as in lm-eval) and small units share
+    batches. The order depends on every request, recorded or not (the runner passes recorded
+    units too): a resumed run computes each question in the same batch, bit for bit. Only
+    batches with an unrecorded question are kept, each with the recorded qids."""
+    groups = list(groups)
+    skip = frozenset().union(*(s for _, s in groups))
+    rows = [_row(backend, r) for requests, _ in groups for r in requests]
+    rows.sort(key=lambda r: (-len(r.tokens), r.request.context))
+    return [(batch, skip) for batch in _batches(backend, rows)
+            if not all(r.request.qid in skip for r in batch)]
 
 
 def _row(backend, r: GenerateRequest) -> _Row:
@@ -69,8 +78,8 @@ def _shared(backend, rows: list[_Row]) -> int:
     """Tokens every row starts with, leaving each row at least one of its own."""
     from .tokens import MIN_SHARED_PREFIX
 
-    if not rows or not backend.prefix_sharing:
-        return 0
+    if len(rows) < 2 or not backend.prefix_sharing:
+        return 0  # a lone row saves nothing by a separate prefix pass
     first, n = rows[0].tokens, min(len(r.tokens) for r in rows) - 1
     for r in rows[1:]:
         n = min(n, next((i for i, (a, b) in enumerate(zip(first, r.tokens)) if a != b), n))
