@@ -27,6 +27,12 @@ def _row(g: GroupResult) -> list[str]:
     return [_label(g), g.version, "none", shots, "acc", arrow, _fmt(g.acc), "±", _fmt(g.stderr)]
 
 
+def _center(text: str, width: int) -> str:
+    """pytablewriter's centring: an odd space goes right (str.center may put it left)."""
+    pad = width - len(text)
+    return " " * (pad // 2) + text + " " * (pad - pad // 2)
+
+
 def markdown_table(rows: Sequence[GroupResult], title: str = "Tasks") -> str:
     """lm-eval's results table: same columns, same row order, acc and stderr to 4 decimals."""
     cells = [[title] + HEADERS[1:]] + [_row(g) for g in rows]
@@ -37,7 +43,7 @@ def markdown_table(rows: Sequence[GroupResult], title: str = "Tasks") -> str:
         out = []
         for i, v in enumerate(values):
             if header:
-                out.append(v.center(widths[i]))
+                out.append(_center(v, widths[i]))
             else:
                 out.append(v.rjust(widths[i]) if i in RIGHT else v.ljust(widths[i]))
         return "|" + "|".join(out) + "|"
