@@ -9,6 +9,7 @@ flexible-extract beside strict-match). All from the records alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .schema import LETTERS, QuestionRecord, Slice, Summary
 from .tasks.base import slice_of
@@ -39,17 +40,17 @@ def slices(records: Sequence[QuestionRecord]) -> list[Slice]:
                     "does")] if answered else []
     names = dict.fromkeys(name for r in records for name in r.filters)
     for name in names:
-        scored = [_as_correct(r, r.filters.get(name)) for r in records]
-        out.append(slice_of(f"filter {name}", scored,
-                            "lm-eval's other filter; failures counted wrong"))
+        out.append(slice_of(f"filter {name}", by_filter(records, name),
+                            "lm-eval's other filter (its rows in the table); failures "
+                            "counted wrong"))
     return out
 
 
-def _as_correct(r: QuestionRecord, letter: str | None) -> QuestionRecord:
-    """A stand-in record whose `correct` is this filter's verdict (slice_of counts .correct)."""
-    from dataclasses import replace
-
-    return replace(r, correct=letter is not None and letter == LETTERS[r.gold])
+def by_filter(records: Sequence[QuestionRecord], name: str) -> list[QuestionRecord]:
+    """Stand-in records whose `correct` is filter `name`'s verdict (a record without that
+    filter's letter counts wrong), for slices and the filter's table rows."""
+    return [replace(r, correct=r.filters.get(name) is not None
+                    and r.filters.get(name) == LETTERS[r.gold]) for r in records]
 
 
 def failure_note(s: Summary) -> str:

@@ -1,4 +1,7 @@
-"""A Summary as lm-eval prints and writes it: its results table and its results-file shape."""
+"""A Summary as lm-eval prints and writes it: its results table and its results-file shape.
+
+Names come from the Summary (its rows' keys, aliases and versions; its metric and filters, as
+the run's format declares them: lmeval_names.py), never from the format's name here."""
 
 from __future__ import annotations
 
@@ -16,33 +19,67 @@ def _fmt(x: float) -> str:
 
 
 def _label(g: GroupResult) -> str:
-    return g.name if g.level == 0 else " " * g.level + "- " + g.name
+    name = g.alias or g.name
+    return name if g.level == 0 else " " * g.level + "- " + name
 
 
-def _row(g: GroupResult) -> list[str]:
+def _row(g: GroupResult, metric: str, filter_name: str, first: bool = True) -> list[str]:
     shots = "" if g.num_fewshot is None else str(g.num_fewshot)
     # lm-eval 0.4.13 leaves the higher-is-better arrow blank exactly where it leaves the
     # shots blank (the mmlu row; mmmlu's locale rows).
     arrow = "" if g.num_fewshot is None else "↑"
-    return [_label(g), g.version, "none", shots, "acc", arrow, _fmt(g.acc), "±", _fmt(g.stderr)]
+    return [_label(g) if first else "", g.version if first else "", filter_name, shots, metric,
+            arrow, _fmt(g.acc), "±", _fmt(g.stderr)]
 
 
-def markdown_table(rows: Sequence[GroupResult], title: str = "Tasks") -> str:
-    """lm-eval's results table: same columns, same row order, acc and stderr to 4 decimals."""
-    cells = [[title] + HEADERS[1:]] + [_row(g) for g in rows]
+def _by_filter(summary: Summary) -> dict[str, tuple[GroupResult, ...]]:
+    """Each filter's rows, all in the order of `summary.rows`; the primary filter first."""
+    return {summary.filters[0]: summary.rows, **summary.filter_rows}
+
+
+def _cells(summary: Summary, groups_only: bool = False) -> list[list[str]]:
+    """One line per row and filter, as lm-eval prints a task's metrics: filters in the order
+    of their "metric,filter" keys, the name and version on the first line only."""
+    tables = _by_filter(summary)
+    out = []
+    for i, g in enumerate(summary.rows):
+        if g.group or not groups_only:
+            out += [_row(tables[f][i], summary.metric, f, n == 0)
+                    for n, f in enumerate(sorted(tables))]
+    return out
+
+
+# A version lm-eval has no number for (an inline group's) is text to pytablewriter: the cell is
+# left-aligned and its column loses the right-alignment colon. (Our N/A stderr is written
+# pre-aligned, "   N/A", and keeps its column's.)
+TEXT = "N/A"
+
+
+def _center(text: str, width: int) -> str:
+    """pytablewriter's centring: an odd space goes right (str.center may put it left)."""
+    pad = width - len(text)
+    return " " * (pad // 2) + text + " " * (pad - pad // 2)
+
+
+def markdown_table(cells: Sequence[list[str]], title: str = "Tasks") -> str:
+    """lm-eval's results table from _cells: same columns, same row order, the value and its
+    stderr to 4 decimals."""
+    cells = [[title] + HEADERS[1:]] + list(cells)
     widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
     widths = [max(w, 3) for w in widths]
+    numeric = [i in RIGHT and all(c[i] != TEXT for c in cells) for i in range(len(HEADERS))]
 
     def line(values: list[str], header: bool = False) -> str:
         out = []
         for i, v in enumerate(values):
             if header:
-                out.append(v.center(widths[i]))
+                out.append(_center(v, widths[i]))
             else:
-                out.append(v.rjust(widths[i]) if i in RIGHT else v.ljust(widths[i]))
+                right = i in RIGHT and v != TEXT
+                out.append(v.rjust(widths[i]) if right else v.ljust(widths[i]))
         return "|" + "|".join(out) + "|"
 
-    rule = "|" + "|".join(("-" * (w - 1) + ":") if i in RIGHT else "-" * w
+    rule = "|" + "|".join(("-" * (w - 1) + ":") if numeric[i] else "-" * w
                           for i, w in enumerate(widths)) + "|"
     return "\n".join([line(cells[0], True), rule] + [line(c) for c in cells[1:]]) + "\n"
 
@@ -58,11 +95,10 @@ def title(header: dict) -> str:
 def full_table(summary: Summary, notes: Sequence[str] = ()) -> str:
     """The Tasks table, then the Groups table when there are groups, as lm-eval prints them;
     then the task's slices and any notes."""
-    text = markdown_table(summary.rows)
-    group_rows = [g for g in summary.rows if g.group]
-    if group_rows:
-        text += "\n" + markdown_table(group_rows, "Groups")
-    lines = [slice_line(s) for s in summary.slices] + [n for n in notes if n]
+    text = markdown_table(_cells(summary))
+    if any(g.group for g in summary.rows):
+        text += "\n" + markdown_table(_cells(summary, groups_only=True), "Groups")
+    lines = [slice_line(s) for s in summary.slices] + [n for n in (summary.note, *notes) if n]
     return text + ("\n" + "\n".join(lines) + "\n" if lines else "")
 
 
@@ -100,17 +136,24 @@ def _version(text: str) -> int | float | str:
             return text
 
 
+def _entry(summary: Summary, i: int) -> dict:
+    """Row i's results entry: its alias, then lm-eval's "metric,filter" and
+    "metric_stderr,filter" for each filter (the primary first), then sample_len."""
+    out: dict = {"alias": _label(summary.rows[i])}
+    for f, rows in _by_filter(summary).items():
+        g = rows[i]
+        out[f"{summary.metric},{f}"] = g.acc
+        out[f"{summary.metric}_stderr,{f}"] = "N/A" if math.isnan(g.stderr) else g.stderr
+    out["sample_len"] = summary.rows[i].n
+    return out
+
+
 def results_json(summary: Summary, header: dict) -> dict:
     """The shape of lm-eval's results file: results/groups keyed by task name with
-    'acc,none' and 'acc_stderr,none', plus group_subtasks, n-shot, versions and config."""
+    "metric,filter" and "metric_stderr,filter" ('acc,none', 'exact_match,get_response'),
+    plus group_subtasks, n-shot, versions and config."""
     rows = summary.rows
-
-    def entry(g: GroupResult) -> dict:
-        stderr = "N/A" if math.isnan(g.stderr) else g.stderr
-        return {"alias": _label(g), "acc,none": g.acc, "acc_stderr,none": stderr,
-                "sample_len": g.n}
-
-    results = {g.key: entry(g) for g in rows}
+    results = {g.key: _entry(summary, i) for i, g in enumerate(rows)}
     subtasks = {g.key: [rows[j].key for j in _children(rows, i)]
                 for i, g in enumerate(rows) if g.group}
     out = {
@@ -120,7 +163,7 @@ def results_json(summary: Summary, header: dict) -> dict:
         "versions": {g.key: _version(g.version) for g in rows},
         # Every lm-eval task row (a unit, or a flat task over units), not groups.
         "n-shot": {g.key: header["num_fewshot"] for g in rows if not g.group},
-        "higher_is_better": {g.key: {"acc": True} for g in rows},
+        "higher_is_better": {g.key: {summary.metric: True} for g in rows},
         "n-samples": {g.key: {"original": g.n, "effective": g.n} for g in rows if not g.group},
         "config": {"model": header["model"], "backend": header["backend"],
                    "task": summary.task, "num_fewshot": header["num_fewshot"],

@@ -168,6 +168,7 @@ class GroupResult:
     version: str = ""  # lm-eval's version of that task or group
     unit: bool = False  # a leaf: one of the task's units
     group: bool = False  # an lm-eval group of tasks (its Groups table, group_subtasks)
+    alias: str = ""  # what lm-eval prints for the row where that is not `name`
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,3 +215,9 @@ class Summary:
     blocks: dict = field(default_factory=dict)  # extra results.json blocks by key ("redux")
     # Generative formats: (unit, questions without an extracted letter, questions), by unit.
     failures: tuple[tuple[str, int, int], ...] = ()
+    # lm-eval's metric and filters for the rows (lmeval_names.Naming): `rows` are the first
+    # filter's; `filter_rows` the others' (filter -> rows, in the same order as `rows`).
+    metric: str = "acc"
+    filters: tuple[str, ...] = ("none",)
+    filter_rows: dict = field(default_factory=dict)
+    note: str = ""  # the format's word on its rows, printed under the table

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from . import gen_metrics, metrics, sampling, tasks
+from . import formats, gen_metrics, metrics, sampling, tasks
 from .schema import LETTERS, QuestionRecord, Summary
 from .tasks.base import Task
 
@@ -19,9 +19,18 @@ def task_of(header: dict) -> Task:
     return tasks.get(header.get("task", "mmlu"), **header.get("task_options", {}))
 
 
+def format_of(header: dict) -> str:
+    """The run's --format (runs from before formats existed, and chat runs, are "plain")."""
+    return header.get("backend_info", {}).get("settings", {}).get("format") or "plain"
+
+
 def build(header: dict, records: Sequence[QuestionRecord], finished: bool = True) -> Summary:
     task = task_of(header)
-    rows = metrics.summarize(records, task, header["num_fewshot"])
+    naming = formats.naming(format_of(header))
+    rows = naming.rows(task.name, metrics.summarize(records, task, header["num_fewshot"]))
+    filter_rows = {name: naming.rows(task.name, metrics.summarize(
+        gen_metrics.by_filter(records, name), task, header["num_fewshot"]))
+        for name in naming.filters[1:]}
     est = sampling.overall(header, records, rows)
     widest = max((options(r) for r in records), default=4)
     chance = sum(1 / options(r) for r in records) / len(records) if records else math.nan
@@ -34,6 +43,8 @@ def build(header: dict, records: Sequence[QuestionRecord], finished: bool = True
                    stderr=est.stderr, n=est.n, population=est.population, chance=chance,
                    labels=LETTERS[:widest], missing=missing_letters(records),
                    slices=slices, finished=finished, failures=failures,
+                   metric=naming.metric, filters=naming.filters, filter_rows=filter_rows,
+                   note=naming.note(task.name),
                    flags=tuple(task.flags(records)) if records else (),
                    blocks=task.blocks(records) if records else {})
 

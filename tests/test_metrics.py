@@ -72,6 +72,13 @@ def test_reference_run_gives_lm_evals_table_numbers():
     assert "| - social sciences" in table and "|  - formal_logic" in table
 
 
+def test_headers_are_centred_as_pytablewriter_centres_them():
+    """An odd space goes right: lm-eval 0.4.13 prints "|   Groups    |" for the 13-wide
+    Groups column of a humanities-only run, where str.center would print "|    Groups   |"."""
+    s = summary.build({"num_fewshot": 0}, [rec("formal_logic", i, i == 0) for i in range(2)])
+    assert "\n|   Groups    |Version|" in report.full_table(s)
+
+
 def test_predict_ties_and_missing_letters():
     assert scoring.predict((-1.0, -1.0, -2.0, -3.0)) == 0
     assert scoring.predict((None, -3.0, None, -2.0)) == 3

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    from ..lmeval_names import Naming
     from .base import Format
 
 # name -> (module, class, one line for `mmlu-bench run --help`)
@@ -31,8 +32,17 @@ FORMATS: dict[str, tuple[str, str, str]] = {
 
 
 def get(name: str, **settings) -> Format:
+    return _class(name)(**settings)
+
+
+def naming(name: str) -> Naming:
+    """What lm-eval calls the results of a run in format `name` (a run header's format)."""
+    return _class(name).naming()
+
+
+def _class(name: str) -> type[Format]:
     if name not in FORMATS:
         raise ConfigError(f"--format {name!r}: no such prompt format; use one of "
                           f"{', '.join(FORMATS)}.")
     module, cls, _ = FORMATS[name]
-    return getattr(importlib.import_module(module), cls)(**settings)
+    return getattr(importlib.import_module(module), cls)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from ..lmeval_names import Naming
 from ..schema import Question, ScoreRequest, TaskData
 from ..tasks.base import Task
 
@@ -16,6 +17,11 @@ class Format:
     # True when rendering needs the backend's chat renderer (its template): the runner then
     # builds the requests after the backend exists and passes `renderer` in.
     needs_renderer: ClassVar[bool] = False
+
+    @classmethod
+    def naming(cls) -> Naming:
+        """lm-eval's metric, filters and task names for this format's results."""
+        return Naming()
 
     def __init__(self, **settings) -> None:
         self.settings = settings

@@ -12,6 +12,9 @@ simple-evals  OpenAI simple-evals' MMLU: one user message asking for "Answer: $L
 
 max_tokens is lm-eval's default max_gen_toks (256) where lm-eval sets none, and simple-evals'
 sampler's max_tokens (1024) for simple-evals.
+
+Results are named as lm-eval names them (`naming`, lmeval_names.py): exact_match under the
+filters, and for MMLU the task names of mmlu_generative and mmlu_flan_cot_zeroshot.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import ClassVar
 
 from .. import extract, prompts
 from ..errors import UserError
+from ..lmeval_names import Naming, TaskNames
 from ..schema import Generation, GenerateRequest, Question, QuestionRecord, TaskData
 from ..tasks.base import Task
 from .base import Format
@@ -40,6 +44,13 @@ class GenerativeFormat(Format):
     # (name, extractor): the first decides `correct`; the others are shown beside it.
     filters: ClassVar[tuple[tuple[str, object], ...]] = ()
     fixed_shots: ClassVar[int | None] = None  # a zero-shot recipe refuses --num-fewshot
+    # lm-eval's names for the rows, by --task, where lm-eval ships this recipe as a task
+    lmeval_tasks: ClassVar[dict[str, TaskNames]] = {}
+
+    @classmethod
+    def naming(cls) -> Naming:
+        """lm-eval's exact_match under the format's filters, the primary first."""
+        return Naming("exact_match", tuple(name for name, _ in cls.filters), cls.lmeval_tasks)
 
     def prompt_format(self, task: Task, renderer=None) -> str:
         """Prompt and decoding settings: a resume with other ones is refused."""
@@ -91,6 +102,8 @@ class Generative(GenerativeFormat):
     name = "generative"
     until = ("</s>", "\n")
     filters = (("get_response", extract.lmeval_mmlu_generative),)
+    lmeval_tasks = {"mmlu": TaskNames("mmlu_generative", "mmlu (generative)",
+                                      "mmlu_{unit}_generative")}
 
     def context(self, task: Task, q: Question, shots: Sequence[Question]) -> str:
         return prompts.context(task, q, shots)  # mmlu_generative's prompt is mmlu's
@@ -102,6 +115,12 @@ class FlanCoT(GenerativeFormat):
     filters = (("strict-match", extract.lmeval_flan_cot_strict),
                ("flexible-extract", extract.lmeval_flan_cot_flexible))
     fixed_shots = 0
+    lmeval_tasks = {"mmlu": TaskNames(
+        "mmlu_flan_cot_zeroshot", "mmlu (flan style, zeroshot cot)",
+        "mmlu_flan_cot_zeroshot_{unit}", unit_alias="{key}", versions=("2", "N/A", "3"),
+        note="lm-eval 0.4.13 prints no mmlu_flan_cot_zeroshot or category rows (its groups "
+             "aggregate acc, which the task does not report); these aggregate exact_match "
+             "per filter as its mmlu_generative groups do.")}
 
     def context(self, task: Task, q: Question, shots: Sequence[Question]) -> str:
         options = " ".join(f"({label}) {choice}"

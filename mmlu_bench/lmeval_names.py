@@ -1,0 +1,67 @@
+"""What lm-eval calls a format's results: the metric, the filters and the task names.
+
+A format declares them (formats/base.py `naming`); the Summary carries them and every report
+prints them. Log-likelihood formats are lm-eval's `acc` under the filter `none`, with the task's
+own names (tasks/*.py `tree`). A generative format is lm-eval's `exact_match` under its filters
+(`get_response`; `strict-match` and `flexible-extract`) and, where lm-eval 0.4.13 ships the same
+recipe as a task of its own, that task's names, aliases and versions from its YAML files:
+
+    mmlu_generative                    alias "mmlu (generative)", version 3
+      mmlu_generative::stem ...        inline groups, named under the task, version N/A
+        mmlu_anatomy_generative ...    task_alias "anatomy", version 3.0
+
+A task lm-eval has no such variant of keeps its own row names (simple-evals: none at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from .schema import GroupResult
+
+
+@dataclass(frozen=True, slots=True)
+class TaskNames:
+    """lm-eval's names for the rows of a three-level task (the task, its groups, its units)
+    asked in one format: `unit` and `unit_alias` take {unit} (the unit's row name) and
+    {key}; `group` takes {top} and {group} (the group's row name, e.g. "social sciences")."""
+
+    top: str  # the task's (lm-eval group's) name
+    top_alias: str  # its group_alias
+    unit: str  # a unit's task name
+    unit_alias: str = "{unit}"  # its task_alias; "{key}" where the YAML has none
+    group: str = "{top}::{group}"  # lm-eval names an inline group under its parent
+    versions: tuple[str, str, str] = ("3", "N/A", "3")  # task, groups, units (metadata.version)
+    note: str = ""  # printed under the table: where the rows differ from lm-eval's table
+
+    def rename(self, rows: Sequence[GroupResult]) -> tuple[GroupResult, ...]:
+        return tuple(self._row(g) for g in rows)
+
+    def _row(self, g: GroupResult) -> GroupResult:
+        if g.unit:
+            key = self.unit.format(unit=g.name)
+            alias = self.unit_alias.format(unit=g.name, key=key)
+            return replace(g, key=key, alias=alias, version=self.versions[2])
+        if g.level == 0:
+            return replace(g, key=self.top, alias=self.top_alias, version=self.versions[0])
+        key = self.group.format(top=self.top, group=g.name)
+        return replace(g, key=key, alias=key, version=self.versions[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Naming:
+    """A format's metric and filters (the first decides `correct` and is the headline), and
+    lm-eval's row names per --task where they differ from the task's own."""
+
+    metric: str = "acc"
+    filters: tuple[str, ...] = ("none",)
+    tasks: Mapping[str, TaskNames] = field(default_factory=dict)
+
+    def rows(self, task: str, rows: Sequence[GroupResult]) -> tuple[GroupResult, ...]:
+        names = self.tasks.get(task)
+        return names.rename(rows) if names else tuple(rows)
+
+    def note(self, task: str) -> str:
+        names = self.tasks.get(task)
+        return names.note if names else ""
