@@ -165,7 +165,7 @@ def run(tmp_path: Path, data: Path, *extra: str) -> list[str]:
 def test_a_fake_run_writes_lm_evals_group_and_subtasks(tmp_path, data_dir, capsys):
     assert cli.main(run(tmp_path, data_dir, "--num-fewshot", "2", "--limit", "2")) == 0
     printed = capsys.readouterr().out
-    header, records, footer = read(tmp_path / "out" / "records.jsonl")
+    header, records, _ = read(tmp_path / "out" / "records.jsonl")
     assert header["task"] == "mmlu_pro" and header["task_options"] == {"recipe": "cot"}
     assert header["prompt_format"] == ("lm-eval-0.4.13-mmlu_pro-3.1/cot:greedy,max_tokens=2048,"
                                        "until=['Question:'],seed=1234")
@@ -248,7 +248,7 @@ def test_real_smollm2_writes_worked_answers(gguf_path, tmp_path, data_dir):
                      "cot", "--data-dir", str(data_dir), "--num-fewshot", "2", "--limit", "1",
                      "--subjects", "biology,law", "--device", "cpu", "--output", str(out),
                      "--no-progress"]) == 0
-    header, records, footer = read(out / "records.jsonl")
+    _, records, footer = read(out / "records.jsonl")
     task, fmt = pro_cot()
     data = task.load(str(data_dir), UNITS)
     assert [r.qid for r in records] == ["biology/0", "law/0"] and footer is not None
