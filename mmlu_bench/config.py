@@ -66,13 +66,13 @@ class RunConfig:
         options = {"languages": self.languages} if self.languages else {}
         if self.redux_subset:
             options["redux_subset"] = self.redux_subset
-        return tasks.get(self.task, **options)
+        return tasks.get(self.task, recipe=self.format, **options)
 
     def format_spec(self):
         """The prompt format this run uses."""
         from . import formats
 
-        settings: dict = {"system_instruction": self.system_instruction}
+        settings: dict = {"system_instruction": self.system_instruction, "task": self.task}
         if not self.apply_chat_template:
             return formats.get(self.format, **settings)
         settings["fewshot_as_multiturn"] = self.fewshot_as_multiturn is not False

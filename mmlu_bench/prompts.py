@@ -51,8 +51,14 @@ def messages(task: Task, q: Question, shots: Sequence[Question],
     if system:
         out.append(Message("system", system))
     for s in shots:
+        target = task.fewshot_target(s)
+        # lm-eval's build_qa_turn: an empty target means no answer turn and no delimiters,
+        # so the next shot follows this one's text directly.
+        if not target:
+            out.append(Message("user", task.doc_to_text(s)))
+            continue
         out.append(Message("user", task.doc_to_text(s), task.target_delimiter))
-        out.append(Message("assistant", task.labels(s)[s.gold], task.fewshot_delimiter))
+        out.append(Message("assistant", target, task.fewshot_delimiter))
     out.append(Message("user", task.doc_to_text(q)))
     return out
 

@@ -26,7 +26,7 @@ def format_of(header: dict) -> str:
 
 def build(header: dict, records: Sequence[QuestionRecord], finished: bool = True) -> Summary:
     task = task_of(header)
-    naming = formats.naming(format_of(header))
+    naming = formats.naming(format_of(header), header.get("task", "mmlu"))
     rows = naming.rows(task.name, metrics.summarize(records, task, header["num_fewshot"]))
     filter_rows = {name: naming.rows(task.name, metrics.summarize(
         gen_metrics.by_filter(records, name), task, header["num_fewshot"]))

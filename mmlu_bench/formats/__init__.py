@@ -25,24 +25,45 @@ FORMATS: dict[str, tuple[str, str, str]] = {
     "generative": ("mmlu_bench.formats.generative", "Generative",
                    "lm-eval's mmlu_generative: greedy text, its first line must be the letter"),
     "cot": ("mmlu_bench.formats.generative", "FlanCoT",
-            "lm-eval's mmlu_flan_cot_zeroshot: step-by-step text, 'the answer is (X)'"),
+            "the task's own chain of thought, 'the answer is (X)': lm-eval's "
+            "mmlu_flan_cot_zeroshot (mmlu), mmlu_pro (mmlu_pro)"),
     "simple-evals": ("mmlu_bench.formats.generative", "SimpleEvals",
                      "OpenAI simple-evals: one chat message, 'Answer: X' on the last line"),
 }
 
+# A format that is each task's own recipe: (format, task) -> (module, class). Such a format
+# runs only on the tasks it has a row for (lm-eval has no chain of thought for the others).
+RECIPES: dict[tuple[str, str], tuple[str, str]] = {
+    ("cot", "mmlu"): ("mmlu_bench.formats.generative", "FlanCoT"),
+    ("cot", "mmlu_pro"): ("mmlu_bench.formats.mmlu_pro_cot", "ProCoT"),
+}
 
-def get(name: str, **settings) -> Format:
-    return _class(name)(**settings)
+def get(name: str, task: str | None = None, **settings) -> Format:
+    """The format `name`; for `task`, that task's own recipe where the format has recipes."""
+    return _class(name, task)(**settings)
 
 
-def naming(name: str) -> Naming:
-    """What lm-eval calls the results of a run in format `name` (a run header's format)."""
-    return _class(name).naming()
+def naming(name: str, task: str | None = None) -> Naming:
+    """What lm-eval calls the results of a run in format `name` (a run header's format) on
+    `task`; a recorded run whose task has no recipe of its own keeps the format's names."""
+    try:
+        return _class(name, task).naming()
+    except ConfigError:
+        return _class(name).naming()
 
 
-def _class(name: str) -> type[Format]:
+def _class(name: str, task: str | None = None) -> type[Format]:
     if name not in FORMATS:
         raise ConfigError(f"--format {name!r}: no such prompt format; use one of "
                           f"{', '.join(FORMATS)}.")
     module, cls, _ = FORMATS[name]
+    recipes = {t: where for (f, t), where in RECIPES.items() if f == name}
+    if task is not None and recipes:
+        if task not in recipes:
+            per_task = {f for f, _ in RECIPES}
+            usable = [f for f in FORMATS if f not in per_task or (f, task) in RECIPES]
+            raise ConfigError(f"--format {name} is each task's own recipe, and --task {task} "
+                              f"has none (lm-eval 0.4.13 has one for {', '.join(recipes)}); "
+                              f"--task {task} takes --format {', '.join(usable)}.")
+        module, cls = recipes[task]
     return getattr(importlib.import_module(module), cls)

@@ -1,6 +1,7 @@
 """Tasks (what is asked), picked from a plain table. Imports are lazy, as for backends.
 
-A new benchmark is a module here and a row in TASKS.
+A new benchmark is a module here and a row in TASKS. A format that lm-eval runs as another
+task on the same data (its own prompts, shots, results tree, --limit) is a row in RECIPES.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ TASKS: dict[str, tuple[str, str, str]] = {
     "mmlu": ("mmlu_bench.tasks.mmlu", "MMLU",
              "MMLU, 57 subjects, as lm-eval's `mmlu` (log-likelihood of A-D)"),
     "mmlu_pro": ("mmlu_bench.tasks.mmlu_pro", "MMLUPro",
-                 "MMLU-Pro, 14 categories, as lm-eval's `leaderboard_mmlu_pro` (A-J)"),
+                 "MMLU-Pro, 14 categories, as lm-eval's `leaderboard_mmlu_pro` (A-J); "
+                 "with --format cot, lm-eval's `mmlu_pro`"),
     "mmlu_redux": ("mmlu_bench.tasks.mmlu_redux", "MMLURedux",
                    "MMLU-Redux 2.0: re-checked MMLU test rows, MMLU's loglik recipe (ok rows)"),
     "mmmlu": ("mmlu_bench.tasks.mmmlu", "MMMLU",
@@ -32,12 +34,19 @@ TASKS: dict[str, tuple[str, str, str]] = {
                          "CS/CA split"),
 }
 
+# (--task, --format) -> (module, class). The task it builds records {"recipe": format} in its
+# options, so a summary rebuilds it from the run header.
+RECIPES: dict[tuple[str, str], tuple[str, str]] = {
+    ("mmlu_pro", "cot"): ("mmlu_bench.tasks.mmlu_pro_cot", "MMLUProCoT"),  # lm-eval `mmlu_pro`
+}
 
-def get(name: str, **options) -> Task:
-    """The task called `name`, built with its options (e.g. languages)."""
+
+def get(name: str, recipe: str | None = None, **options) -> Task:
+    """The task called `name`, built with its options (e.g. languages); as asked by the
+    format `recipe` where RECIPES has a row for the two."""
     if name not in TASKS:
         close = difflib.get_close_matches(name, list(TASKS), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"--task {name!r}: no such task.{hint} `mmlu-bench tasks` lists them.")
-    module, cls, _ = TASKS[name]
+    module, cls = RECIPES.get((name, recipe)) or TASKS[name][:2]
     return getattr(importlib.import_module(module), cls)(**options)

@@ -101,6 +101,10 @@ class Task:
     def labels(self, q: Question) -> tuple[str, ...]:
         return LETTERS[:len(q.choices)]
 
+    def fewshot_target(self, q: Question) -> str:
+        """A shot's answer (lm-eval's fewshot doc_to_target): its letter, by default."""
+        return self.labels(q)[q.gold]
+
     # ---- groups and extras
     def tree(self, units: Sequence[str]) -> list[Node]:
         """The results rows for the units a run covered, in table order."""

@@ -116,7 +116,7 @@ def read_folder(path: Path, units: tuple[str, ...], source: str) -> TaskData:
     for q in _questions(_files(root, "test")):
         if q.subject in wanted:
             test[q.subject].append(q)
-    validation = tuple(_questions(_files(root, "validation")))
+    validation = tuple(_questions(_files(root, "validation"), cot=True))
     return TaskData({u: tuple(qs) for u, qs in test.items()}, {"validation": validation}, source)
 
 
@@ -127,12 +127,13 @@ def _files(root: Path, split: str) -> list[Path]:
     return sorted(root.glob(f"{split}*.parquet")) if root.is_dir() else []
 
 
-def _questions(files: list[Path]):
-    """Questions in stored order, numbered across the split's files."""
+def _questions(files: list[Path], cot: bool = False):
+    """Questions in stored order, numbered across the split's files; with `cot`, each keeps its
+    worked answer (`cot_content`, None where the column is missing) for chain-of-thought shots."""
     index = 0
     for f in files:
         for line, row in _rows(f):
-            yield _question(row, index, f"{f}:{line}")
+            yield _question(row, index, f"{f}:{line}", cot)
             index += 1
 
 
@@ -155,7 +156,7 @@ def _rows(path: Path):
                     raise DataError(f"{path}:{line}: not valid JSON ({e.msg}).") from None
 
 
-def _question(row: dict, index: int, where: str) -> Question:
+def _question(row: dict, index: int, where: str, cot: bool = False) -> Question:
     missing = [c for c in COLUMNS if c not in row]
     if missing:
         raise DataError(f"{where}: missing column(s) {', '.join(missing)}; MMLU-Pro rows need "
@@ -172,5 +173,8 @@ def _question(row: dict, index: int, where: str) -> Question:
     if answer not in LETTERS[:len(options)]:
         raise DataError(f"{where}: answer {answer!r} is not one of the question's "
                         f"{len(options)} letters.")
+    meta = {"question_id": row["question_id"], "src": row["src"]}
+    if cot:
+        meta["cot_content"] = row.get("cot_content")
     return Question(category.replace(" ", "_"), index, row["question"], tuple(options),
-                    LETTERS.index(answer), {"question_id": row["question_id"], "src": row["src"]})
+                    LETTERS.index(answer), meta)
