@@ -65,12 +65,8 @@ class MMLUPro(Task):
         leaderboard task has no process_docs), so every question gets the same k shots."""
         if not k:
             return ()
-        pool = data.dev.get("validation", ())
-        if not pool:
-            raise DataError(f"--num-fewshot {k}: MMLU-Pro's few-shot examples come from its "
-                            f"validation split, and {data.source} has none; add "
-                            "validation.jsonl (or validation*.parquet) there, or use "
-                            "--num-fewshot 0.")
+        pool = validation(data, k, "MMLU-Pro's few-shot examples come from its validation "
+                          "split")
         return first_n(pool, k, "MMLU-Pro's validation split")
 
     def doc_to_text(self, q: Question) -> str:
@@ -178,3 +174,13 @@ def _question(row: dict, index: int, where: str, cot: bool = False) -> Question:
         meta["cot_content"] = row.get("cot_content")
     return Question(category.replace(" ", "_"), index, row["question"], tuple(options),
                     LETTERS.index(answer), meta)
+
+
+def validation(data: TaskData, k: int, why: str, wanted: str = "") -> Sequence[Question]:
+    """The validation rows k shots are drawn from, or one line saying how to get them."""
+    pool = data.dev.get("validation", ())
+    if not pool:
+        raise DataError(f"--num-fewshot {k}: {why}, and {data.source} has none; add "
+                        f"validation.jsonl (or validation*.parquet){wanted} there, or use "
+                        "--num-fewshot 0.")
+    return pool

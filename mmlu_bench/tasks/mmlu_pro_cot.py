@@ -21,7 +21,7 @@ from dataclasses import replace
 from ..errors import DataError
 from ..schema import LETTERS, Question, QuestionRecord, Slice, TaskData
 from .base import Node, first_n
-from .mmlu_pro import MMLUPro
+from .mmlu_pro import MMLUPro, validation
 
 GROUP_VERSION = "2.0"  # _mmlu_pro.yaml metadata.version
 TASK_VERSION = "3.1"  # _default_template_yaml metadata.version
@@ -71,12 +71,8 @@ class MMLUProCoT(MMLUPro):
         process_docs filters the few-shot split too)."""
         if not k:
             return ()
-        pool = data.dev.get("validation", ())
-        if not pool:
-            raise DataError(f"--num-fewshot {k}: MMLU-Pro's chain-of-thought shots are the "
-                            f"worked answers of its validation split, and {data.source} has "
-                            "none; add validation.jsonl (or validation*.parquet) with "
-                            "cot_content there, or use --num-fewshot 0.")
+        pool = validation(data, k, "MMLU-Pro's chain-of-thought shots are the worked "
+                          "answers of its validation split", " with cot_content")
         same = [s for s in pool if s.subject == q.subject]
         return first_n(same, k, f"MMLU-Pro's validation split for {q.subject}")
 
