@@ -157,7 +157,16 @@ def case_list() -> list[dict]:
               ("mmlu_anatomy", 2, opts(chat=True, multiturn=False,
                                        system="You are a careful expert.")),
               ("mmlu_anatomy_generative", 2, opts(chat=True, multiturn=True)),
-              ("mmlu_pro_biology", 2, opts(chat=True, multiturn=True))]
+              ("mmlu_pro_biology", 2, opts(chat=True, multiturn=True)),
+              # generate_until under the chat template (and a system instruction without one)
+              ("mmlu_anatomy_generative", 2, opts(chat=True, multiturn=False)),
+              ("mmlu_anatomy_generative", 2, opts(chat=True, multiturn=True,
+                                                  system="You are a careful expert.")),
+              ("mmlu_anatomy_generative", 2, opts(system="You are a careful expert.")),
+              ("mmlu_flan_cot_zeroshot_anatomy", 0, opts(chat=True, multiturn=True,
+                                                         system="You are a careful expert.")),
+              ("mmlu_pro_biology", 2, opts(chat=True, multiturn=False,
+                                           system="You are a careful expert."))]
     out = []
     for name, k, o in cases:
         tag = "chat" if o["apply_chat_template"] else "plain"

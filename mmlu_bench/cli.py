@@ -75,8 +75,9 @@ def _run_parser(sub) -> None:
                                               "across subjects: a faster, unbiased estimate")
     q.add_argument("--seed", type=int, default=0, help="the --sample seed (default 0)")
     q.add_argument("--apply-chat-template", action="store_true",
-                   help="render prompts with the model's chat template, letters scored without "
-                        "their leading space (lm-eval's --apply_chat_template)")
+                   help="render prompts with the model's chat template (lm-eval's "
+                        "--apply_chat_template): letters scored without their leading space, "
+                        "or, with a generative --format, generated after the generation prompt")
     q.add_argument("--fewshot-as-multiturn", action=argparse.BooleanOptionalAction,
                    default=None, help="with a chat template: each few-shot example as its own "
                                       "user/assistant turns (default on, as lm-eval)")

@@ -75,7 +75,8 @@ class RunConfig:
         settings: dict = {"system_instruction": self.system_instruction, "task": self.task}
         if not self.apply_chat_template:
             return formats.get(self.format, **settings)
-        settings["fewshot_as_multiturn"] = self.fewshot_as_multiturn is not False
+        settings.update(apply_chat_template=True,
+                        fewshot_as_multiturn=self.fewshot_as_multiturn is not False)
         return formats.get("chat" if self.format == "plain" else self.format, **settings)
 
     def checked(self) -> RunConfig:

@@ -13,7 +13,7 @@ letter is tokenized.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .schema import Question, ScoreRequest, TaskData
@@ -42,9 +42,12 @@ def maybe_delimit(prefix: str | None, suffix: str | None, delimiter: str) -> str
 
 
 def messages(task: Task, q: Question, shots: Sequence[Question],
-             system_instruction: str | None = None) -> list[Message]:
+             system_instruction: str | None = None,
+             text: Callable[[Question], str] | None = None) -> list[Message]:
     """lm-eval's fewshot_context messages. A --system-instruction goes before the description,
-    both in the system message (its plain text has no delimiter after it)."""
+    both in the system message (its plain text has no delimiter after it). `text` renders a
+    question where a format has its own doc_to_text (default: the task's)."""
+    text = text or task.doc_to_text
     out = []
     system = maybe_delimit(system_instruction, task.description(q.subject),
                            task.fewshot_delimiter)
@@ -55,11 +58,11 @@ def messages(task: Task, q: Question, shots: Sequence[Question],
         # lm-eval's build_qa_turn: an empty target means no answer turn and no delimiters,
         # so the next shot follows this one's text directly.
         if not target:
-            out.append(Message("user", task.doc_to_text(s)))
+            out.append(Message("user", text(s)))
             continue
-        out.append(Message("user", task.doc_to_text(s), task.target_delimiter))
+        out.append(Message("user", text(s), task.target_delimiter))
         out.append(Message("assistant", target, task.fewshot_delimiter))
-    out.append(Message("user", task.doc_to_text(q)))
+    out.append(Message("user", text(q)))
     return out
 
 

@@ -126,9 +126,9 @@ def test_no_template_is_a_clear_error():
 
 def test_flags_defaults_and_refusals():
     base = RunConfig.from_spec("fake:x", apply_chat_template=True)
-    assert base.format_spec().multiturn is True  # lm-eval's CLI: on with a template
+    assert base.format_spec().chat.multiturn is True  # lm-eval's CLI: on with a template
     off = RunConfig.from_spec("fake:x", apply_chat_template=True, fewshot_as_multiturn=False)
-    assert off.format_spec().multiturn is False
+    assert off.format_spec().chat.multiturn is False
     assert base.output_dir() != off.output_dir() != RunConfig.from_spec("fake:x").output_dir()
     with pytest.raises(ConfigError, match="--fewshot-as-multiturn needs --apply-chat-template"):
         RunConfig.from_spec("fake:x", fewshot_as_multiturn=True)

@@ -233,13 +233,19 @@ def test_a_task_without_a_cot_recipe_names_the_formats_it_takes(tmp_path, capsys
     assert type(tasks.get("mmlu_pro")).__name__ == "MMLUPro", "the default stays the leaderboard"
 
 
-@pytest.mark.parametrize("extra", [{"apply_chat_template": True},
-                                   {"system_instruction": "Be brief."}])
-def test_chat_and_system_instruction_are_refused_not_ignored(extra):
+def test_chat_and_system_instruction_are_lm_evals_not_ignored():
+    """--apply-chat-template renders lm-eval's chat of the worked shots (test_generative_chat
+    checks the bytes); a system instruction alone is prepended to the plain prompt."""
     from mmlu_bench.config import RunConfig
 
-    with pytest.raises(ConfigError, match="renders lm-eval's plain prompt only"):
-        RunConfig.from_spec("fake:x", task="mmlu_pro", format="cot", **extra)
+    chat = RunConfig.from_spec("fake:x", task="mmlu_pro", format="cot",
+                               apply_chat_template=True).format_spec()
+    assert chat.needs_renderer and chat.chat.multiturn
+    plain = RunConfig.from_spec("fake:x", task="mmlu_pro", format="cot",
+                                system_instruction="Be brief.").format_spec()
+    task = tasks.get("mmlu_pro", recipe="cot")
+    assert not plain.needs_renderer
+    assert plain.prompt_format(task).endswith("+system:" + prompts.sha256("Be brief.")[:16])
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ Its log-likelihoods are a hash of the prompt and the letter, so they are stable 
 machines and look like a weak model's (right about a quarter of the time). Its generations are
 picked by a hash of the prompt too: usually a letter, then the phrases every format's filter
 looks for ("The answer is (X).", "Answer: X"); one in five an answer no filter can read.
+Its chat template (TEMPLATE) is a made-up one, rendered as a GGUF's is (chat_template.py).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from .base import UnitScorer
 from .textgen import cut_at_stop
 
 BATCH = 16
+# A ChatML-like template for --apply-chat-template dry runs.
+TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 
 
 class FakeBackend(UnitScorer):
     name = "fake"
     exact = True
-    capabilities = frozenset({"loglikelihood", "generate"})
+    capabilities = frozenset({"loglikelihood", "chat", "generate"})
 
     def __init__(self, config) -> None:
         self.model = config.model
@@ -32,6 +36,11 @@ class FakeBackend(UnitScorer):
 
     def close(self) -> None:
         pass
+
+    def chat_renderer(self):
+        from .chat_template import template_renderer
+
+        return template_renderer(TEMPLATE, {}, f"fake:{self.model}")
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[list[ChoiceScores]]:
         for start in range(0, len(requests), BATCH):

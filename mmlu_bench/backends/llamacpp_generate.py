@@ -3,8 +3,10 @@ gguf model gets it from a llama.cpp server (temperature 0, the stop strings, max
 
 llama.cpp stops at the model's end-of-text and at the stop strings, and keeps the KV cache
 of the longest prefix the next prompt shares (a unit's description and few-shot examples run
-once while prompts go in order). A chat format's turns are rendered by the GGUF's own chat
-template (create_chat_completion).
+once while prompts go in order). A text prompt (plain, or rendered by the GGUF's template under
+--apply-chat-template) is fed as the token ids the backend's lm-eval tokenizer gives; a format
+that sends its turns as they are (simple-evals without the flag) goes through llama.cpp's chat
+completion and the GGUF's template there.
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ def _one(backend, r: GenerateRequest) -> Generation:
                                          seed=SEED)
         text = out["choices"][0]["message"]["content"] or ""
     else:
-        n = len(backend.encode(r.context))
-        if n + r.max_tokens > backend.n_ctx:
-            raise BackendError(f"{r.qid}: the prompt is {n} tokens; with {r.max_tokens} to "
-                               f"generate that is more than the llama.cpp context of "
-                               f"{backend.n_ctx}; raise --ctx-size.")
-        out = llm.create_completion(r.context, max_tokens=r.max_tokens, temperature=0.0,
+        tokens = backend.encode(r.context)
+        if len(tokens) + r.max_tokens > backend.n_ctx:
+            raise BackendError(f"{r.qid}: the prompt is {len(tokens)} tokens; with "
+                               f"{r.max_tokens} to generate that is more than the llama.cpp "
+                               f"context of {backend.n_ctx}; raise --ctx-size.")
+        # The token ids, not the text: llama.cpp would add a BOS to a text that already
+        # starts with one (a chat template's output); these are lm-eval's (one BOS).
+        out = llm.create_completion(tokens, max_tokens=r.max_tokens, temperature=0.0,
                                     stop=list(r.until) or None, seed=SEED)
         text = out["choices"][0]["text"] or ""
     usage = out.get("usage") or {}

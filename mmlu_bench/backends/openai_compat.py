@@ -73,7 +73,8 @@ class OpenAIBackend(ChatLetters, ServerBackend):
         self.client = Client(self.base, config.api_key, config.timeout)
         self.min_tokens = True
         self._check_model_listed()
-        if config.format_spec().needs != "generate":  # generation needs no logprobs
+        self.generating = config.format_spec().needs == "generate"
+        if not self.generating:  # generation needs no logprobs
             self._probe()
 
     def generate(self, requests):

@@ -1,4 +1,5 @@
 """Chat-template scoring on servers (openai:, ollama:): the server applies its own template.
+(Generative formats send the same messages for text instead: server_generate.py.)
 
 A request built by the chat format carries lm-eval's messages (ScoreRequest.messages). They go
 to the server's chat endpoint with one token to generate and the top 20 log-probabilities of
@@ -67,6 +68,7 @@ class ChatLetters:
     """Mixin for a ServerBackend: requests with messages go to the chat endpoint."""
 
     chat_path: ClassVar[str]
+    generating: bool = False  # a generative format: text is read, no logprobs are needed
 
     def _chat_body(self, messages: list[dict]) -> dict:
         raise NotImplementedError
@@ -76,7 +78,10 @@ class ChatLetters:
         raise NotImplementedError
 
     def chat_renderer(self) -> ChatRenderer:
-        """Checks once that the chat endpoint returns logprobs, then scores through it."""
+        """Checks once that the chat endpoint returns logprobs (when letters are scored), then
+        sends the messages there."""
+        if self.generating:  # server_generate sends them; any chat endpoint will do
+            return server_renderer()
         try:
             try:
                 self._chat_probe()

@@ -1,9 +1,10 @@
 """Greedy generation through servers: what openai: and ollama: send and read for generative
 formats. No log-probabilities are needed, so any Ollama version and chat-only servers work.
 
-A format with `messages` (simple-evals) goes to the chat endpoint, the server's chat template
-rendering the turns; a text-only format (generative, cot) goes to the raw-text endpoint, so
-the model reads lm-eval's prompt byte for byte. Payloads follow lm-eval's API models
+A request with `messages` (simple-evals; any generative format under --apply-chat-template,
+lm-eval's messages) goes to the chat endpoint, the server's chat template rendering the turns;
+a text-only one (generative, cot) goes to the raw-text endpoint, so the model reads lm-eval's
+prompt byte for byte. Payloads follow lm-eval's API models
 (models/openai_completions.py): temperature 0, seed 1234, the format's stop strings (at most 4,
 as OpenAI allows), max_tokens. The text is cut at the stop strings again here, in case a server
 returns them. An empty answer is asked again (EMPTY_TRIES in all) and then recorded as it is:

@@ -15,8 +15,9 @@ class Format:
     # The backend capability it needs ("loglikelihood"); the runner refuses a backend without.
     needs: ClassVar[str] = "loglikelihood"
     # True when rendering needs the backend's chat renderer (its template): the runner then
-    # builds the requests after the backend exists and passes `renderer` in.
-    needs_renderer: ClassVar[bool] = False
+    # builds the requests after the backend exists and passes `renderer` in. A format that
+    # can be asked either way sets it per instance (its chat settings).
+    needs_renderer: bool = False
 
     @classmethod
     def naming(cls) -> Naming:

@@ -20,6 +20,7 @@ from .. import prompts
 from ..schema import Question, ScoreRequest, TaskData
 from ..tasks.base import Task
 from .base import Format
+from .chat_spec import ChatSpec
 
 
 class Chat(Format):
@@ -29,36 +30,23 @@ class Chat(Format):
 
     def __init__(self, fewshot_as_multiturn: bool = True, system_instruction: str | None = None,
                  **settings) -> None:
+        settings.pop("apply_chat_template", None)  # this format is always under the template
         super().__init__(**settings)
-        self.multiturn = fewshot_as_multiturn
-        self.system_instruction = system_instruction or None
+        self.chat = ChatSpec(fewshot_as_multiturn is not False, system_instruction or None)
 
     def prompt_format(self, task: Task, renderer=None) -> str:
-        template = renderer.sha256[:16] if renderer and renderer.sha256 else "server"
-        parts = [task.prompt_format, f"chat:{template}",
-                 "multiturn" if self.multiturn else "singleturn"]
-        if self.system_instruction:
-            parts.append(f"system:{prompts.sha256(self.system_instruction)[:16]}")
-        return "+".join(parts)
-
-    def messages(self, task: Task, q: Question, shots: Sequence[Question]) -> list[dict]:
-        turns = prompts.messages(task, q, shots, self.system_instruction)
-        return prompts.chat_dicts(turns if self.multiturn else prompts.single_turn(turns))
+        return f"{task.prompt_format}+{self.chat.identity(renderer)}"
 
     def requests(self, task: Task, questions: Sequence[Question], data: TaskData,
                  num_fewshot: int, renderer=None) -> list[ScoreRequest]:
         assert renderer is not None, "the chat format renders with the backend's template"
         out = []
         for q in questions:
-            chat = self.messages(task, q, task.shots(data, q, num_fewshot))
-            sent = tuple(chat) if renderer.sends_messages else None
-            out.append(ScoreRequest(q.qid, renderer.render(chat), tuple(task.labels(q)), sent))
+            turns = prompts.messages(task, q, task.shots(data, q, num_fewshot),
+                                     self.chat.system_instruction)
+            context, sent = self.chat.render(turns, renderer)
+            out.append(ScoreRequest(q.qid, context, tuple(task.labels(q)), sent))
         return out
 
     def header_chat(self, renderer=None) -> dict:
-        instruction = self.system_instruction
-        return {"chat_template": renderer.template if renderer else "",
-                "chat_template_sha": renderer.sha256 if renderer else None,
-                "system_instruction": instruction,
-                "system_instruction_sha": prompts.sha256(instruction) if instruction else None,
-                "fewshot_as_multiturn": self.multiturn}
+        return self.chat.header(renderer)

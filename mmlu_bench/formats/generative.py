@@ -13,6 +13,18 @@ simple-evals  OpenAI simple-evals' MMLU: one user message asking for "Answer: $L
 max_tokens is lm-eval's default max_gen_toks (256) where lm-eval sets none, and simple-evals'
 sampler's max_tokens (1024) for simple-evals.
 
+Under --apply-chat-template each is asked as lm-eval asks a generate_until task with a template
+(chat_spec.py): the description (after a --system-instruction) as the system message, each shot
+a user turn and an assistant turn holding the shot's target (the letter; mmlu_pro's worked
+answer), or all in one user turn (--no-fewshot-as-multiturn), then the question, rendered with
+the generation prompt added. None of these tasks has a gen_prefix, so nothing follows the
+generation prompt: the rendered text is the context, trailing newline included, and the stop
+strings are the task's. Without a template a --system-instruction is prepended to the plain
+prompt, as lm-eval prepends it. simple-evals is always a chat (its one user message, after a
+system message holding a --system-instruction); without the flag each backend applies the
+model's template as it always has, with it the same renderer as the other chat formats renders
+it and the run records the template, as every chat run does.
+
 Results are named as lm-eval names them (`naming`, lmeval_names.py): exact_match under the
 filters, and for MMLU the task names of mmlu_generative and mmlu_flan_cot_zeroshot.
 """
@@ -25,9 +37,11 @@ from typing import ClassVar
 from .. import extract, prompts
 from ..errors import UserError
 from ..lmeval_names import Naming, TaskNames
+from ..prompts import Message
 from ..schema import Generation, GenerateRequest, Question, QuestionRecord, TaskData
 from ..tasks.base import Task
 from .base import Format
+from .chat_spec import ChatSpec, plain_header, plain_identity
 
 # lm-eval's DEFAULT_MAX_GEN_TOKS: generation_kwargs without max_gen_toks get 256.
 LMEVAL_MAX_GEN_TOKS = 256
@@ -47,6 +61,14 @@ class GenerativeFormat(Format):
     # lm-eval's names for the rows, by --task, where lm-eval ships this recipe as a task
     lmeval_tasks: ClassVar[dict[str, TaskNames]] = {}
 
+    def __init__(self, system_instruction: str | None = None, apply_chat_template: bool = False,
+                 fewshot_as_multiturn: bool | None = None, **settings) -> None:
+        super().__init__(**settings)
+        self.system_instruction = system_instruction or None
+        self.chat = ChatSpec(fewshot_as_multiturn is not False, self.system_instruction) \
+            if apply_chat_template else None
+        self.needs_renderer = self.chat is not None
+
     @classmethod
     def naming(cls) -> Naming:
         """lm-eval's exact_match under the format's filters, the primary first."""
@@ -54,25 +76,35 @@ class GenerativeFormat(Format):
 
     def prompt_format(self, task: Task, renderer=None) -> str:
         """Prompt and decoding settings: a resume with other ones is refused."""
-        return (f"{task.prompt_format}/{self.name}:greedy,max_tokens={self.max_tokens},"
-                f"until={list(self.until)},seed={SEED}")
+        decoding = (f"{task.prompt_format}/{self.name}:greedy,max_tokens={self.max_tokens},"
+                    f"until={list(self.until)},seed={SEED}")
+        if self.chat is None:
+            return decoding + plain_identity(self.system_instruction)
+        return f"{decoding}+{self.chat.identity(renderer)}"
 
-    def context(self, task: Task, q: Question, shots: Sequence[Question]) -> str:
-        raise NotImplementedError
+    def header_chat(self, renderer=None) -> dict:
+        return self.chat.header(renderer) if self.chat else plain_header(self.system_instruction)
 
-    def messages(self, context: str) -> tuple[dict, ...] | None:
-        return None
+    def turns(self, task: Task, q: Question, shots: Sequence[Question]) -> list[Message]:
+        """lm-eval's messages for the question (prompts.messages): the task's by default."""
+        return prompts.messages(task, q, shots, self.system_instruction)
+
+    def plain(self, turns: Sequence[Message]) -> tuple[str, tuple[dict, ...] | None]:
+        """(context, messages) without a template: lm-eval's plain text, no messages."""
+        return prompts.plain(turns), None
 
     def requests(self, task: Task, questions: Sequence[Question], data: TaskData,
                  num_fewshot: int, renderer=None) -> list[GenerateRequest]:
         if self.fixed_shots is not None and num_fewshot != self.fixed_shots:
             raise UserError(f"--format {self.name} is {self.fixed_shots}-shot by design; "
                             "leave out --num-fewshot.")
+        assert self.chat is None or renderer is not None, "a chat format needs the renderer"
         out = []
         for q in questions:
-            text = self.context(task, q, task.shots(data, q, num_fewshot))
-            out.append(GenerateRequest(q.qid, text, self.until, self.max_tokens,
-                                       self.messages(text)))
+            turns = self.turns(task, q, task.shots(data, q, num_fewshot))
+            context, messages = self.chat.render(turns, renderer) if self.chat \
+                else self.plain(turns)
+            out.append(GenerateRequest(q.qid, context, self.until, self.max_tokens, messages))
         return out
 
     def record(self, task: Task, q: Question, g: Generation, prompt_sha256: str
@@ -102,11 +134,9 @@ class Generative(GenerativeFormat):
     name = "generative"
     until = ("</s>", "\n")
     filters = (("get_response", extract.lmeval_mmlu_generative),)
+    # mmlu_generative's prompt is mmlu's: the default turns
     lmeval_tasks = {"mmlu": TaskNames("mmlu_generative", "mmlu (generative)",
                                       "mmlu_{unit}_generative")}
-
-    def context(self, task: Task, q: Question, shots: Sequence[Question]) -> str:
-        return prompts.context(task, q, shots)  # mmlu_generative's prompt is mmlu's
 
 
 class FlanCoT(GenerativeFormat):
@@ -122,11 +152,13 @@ class FlanCoT(GenerativeFormat):
              "aggregate acc, which the task does not report); these aggregate exact_match "
              "per filter as its mmlu_generative groups do.")}
 
-    def context(self, task: Task, q: Question, shots: Sequence[Question]) -> str:
-        options = " ".join(f"({label}) {choice}"
-                           for label, choice in zip(task.labels(q), q.choices, strict=True))
-        return (task.description(q.subject) + f"Q: {q.question.strip()}\n{options}\n"
-                "A: Let's think step by step.")
+    def turns(self, task: Task, q: Question, shots: Sequence[Question]) -> list[Message]:
+        def text(q: Question) -> str:
+            options = " ".join(f"({label}) {choice}"
+                               for label, choice in zip(task.labels(q), q.choices, strict=True))
+            return f"Q: {q.question.strip()}\n{options}\nA: Let's think step by step."
+
+        return prompts.messages(task, q, shots, self.system_instruction, text)
 
 
 # simple-evals common.py QUERY_TEMPLATE_MULTICHOICE (stripped), for any number of options.
@@ -143,12 +175,17 @@ class SimpleEvals(GenerativeFormat):
     filters = (("simple-evals", extract.simple_evals_mmlu),)
     fixed_shots = 0
 
-    def context(self, task: Task, q: Question, shots: Sequence[Question]) -> str:
+    def turns(self, task: Task, q: Question, shots: Sequence[Question]) -> list[Message]:
         labels = task.labels(q)
         options = "\n".join(f"{label}) {choice}"
                             for label, choice in zip(labels, q.choices, strict=True))
-        return SIMPLE_EVALS.format(letters="".join(labels), question=q.question,
+        text = SIMPLE_EVALS.format(letters="".join(labels), question=q.question,
                                    options=options)
+        system = [Message("system", self.system_instruction, "\n\n")] \
+            if self.system_instruction else []
+        return system + [Message("user", text)]
 
-    def messages(self, context: str) -> tuple[dict, ...]:
-        return ({"role": "user", "content": context},)
+    def plain(self, turns: Sequence[Message]) -> tuple[str, tuple[dict, ...]]:
+        """Always chat: the turns are sent as they are (a server's chat endpoint, the hf
+        tokenizer's template, llama.cpp's chat completion); the context is their text."""
+        return prompts.plain(turns), tuple(prompts.chat_dicts(turns))

@@ -2,19 +2,16 @@
 
 The prompt is the task's (tasks/mmlu_pro_cot.py: description, k worked shots of the category,
 the question ending "Answer: Let's think step by step."), rendered as lm-eval's plain
-multiple-choice context (prompts.py). Greedy generate_until "Question:" (plus the model's
-end-of-text), max_gen_toks 2048; filter `custom-extract`: the FIRST "answer is (X)" or "answer
-is X", X in A-J, case-sensitive (extract.lmeval_mmlu_pro); metric exact_match on the letter.
+multiple-choice context (prompts.py), or under --apply-chat-template as lm-eval's chat: the
+description the system message, each shot a user turn and an assistant turn holding its worked
+answer (generative.py). Greedy generate_until "Question:" (plus the model's end-of-text),
+max_gen_toks 2048; filter `custom-extract`: the FIRST "answer is (X)" or "answer is X", X in
+A-J, case-sensitive (extract.lmeval_mmlu_pro); metric exact_match on the letter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from .. import extract, prompts
-from ..errors import ConfigError
-from ..schema import Question
-from ..tasks.base import Task
+from .. import extract
 from .generative import GenerativeFormat
 
 
@@ -23,13 +20,3 @@ class ProCoT(GenerativeFormat):
     until = ("Question:",)
     max_tokens = 2048  # the task's max_gen_toks (since task version 2.1)
     filters = (("custom-extract", extract.lmeval_mmlu_pro),)
-
-    def __init__(self, system_instruction: str | None = None,
-                 fewshot_as_multiturn: bool | None = None, **settings) -> None:
-        if system_instruction or fewshot_as_multiturn is not None:
-            raise ConfigError("--task mmlu_pro --format cot renders lm-eval's plain prompt only; "
-                              "leave out --apply-chat-template and --system-instruction.")
-        super().__init__(**settings)
-
-    def context(self, task: Task, q: Question, shots: Sequence[Question]) -> str:
-        return prompts.context(task, q, shots)

@@ -11,6 +11,7 @@ from .. import prompts
 from ..schema import Question, ScoreRequest, TaskData
 from ..tasks.base import Task
 from .base import Format
+from .chat_spec import plain_header, plain_identity
 
 
 class Plain(Format):
@@ -22,9 +23,7 @@ class Plain(Format):
         self.system_instruction = system_instruction or None
 
     def prompt_format(self, task: Task, renderer=None) -> str:
-        if self.system_instruction:
-            return f"{task.prompt_format}+system:{prompts.sha256(self.system_instruction)[:16]}"
-        return task.prompt_format
+        return task.prompt_format + plain_identity(self.system_instruction)
 
     def requests(self, task: Task, questions: Sequence[Question], data: TaskData,
                  num_fewshot: int, renderer=None) -> list[ScoreRequest]:
@@ -32,9 +31,4 @@ class Plain(Format):
                                       self.system_instruction)
 
     def header_chat(self, renderer=None) -> dict:
-        if not self.system_instruction:
-            return {}
-        return {"chat_template": None, "chat_template_sha": None,
-                "system_instruction": self.system_instruction,
-                "system_instruction_sha": prompts.sha256(self.system_instruction),
-                "fewshot_as_multiturn": None}
+        return plain_header(self.system_instruction)
