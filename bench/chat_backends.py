@@ -102,11 +102,14 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=BENCH / "out" / "chat-backends")
     p.add_argument("--ctx", type=int, default=2048, help="llama.cpp context (both)")
     p.add_argument("--only", choices=["gguf", "openai"])
+    p.add_argument("--gguf", type=Path, help="score this GGUF instead of the hf: run's model "
+                   "(an F32 copy of it: bench/gguf_f32.py)")
     args = p.parse_args()
     header, hf = records(args.hf_run)
-    model = header["model"]
+    model = str(args.gguf or header["model"])
     args.out.mkdir(parents=True, exist_ok=True)
-    summary = {"hf_run": str(args.hf_run), "prompt_format": header["prompt_format"]}
+    summary = {"hf_run": str(args.hf_run), "prompt_format": header["prompt_format"],
+               "model": model}
     if args.only != "openai":
         wall = mmlu_bench(f"gguf:{model}", header, args.out / "gguf",
                           ["--threads", "1", "--ctx-size", str(args.ctx)])
