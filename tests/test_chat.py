@@ -369,3 +369,33 @@ def test_ollama_sends_the_messages_to_api_chat_and_reads_the_bare_letters(tmp_pa
     assert [r.loglikelihoods for r in recs] == [(-3.0, -1.0, -4.0, None)] * 2
     assert {r.prompt_sha256 for r in recs} == {
         prompts.sha256(json.dumps(c["messages"], ensure_ascii=False)) for c in chats[1:]}
+
+
+@pytest.mark.slow
+def test_gguf_chat_scores_equal_hf_on_an_f32_copy(hf_smollm2, gguf_path, llama_cpp, mmlu_dir,
+                                                  tmp_path):
+    """On the Q4_1 file llama.cpp multiplies quantized weights with 8-bit activations while hf:
+    dequantizes to fp32, ~0.1-0.2 nats apart per letter (bench/gguf_f32.py); on an F32 copy both
+    compute with the same weights, so gguf:'s chat log-likelihoods must equal hf:'s closely."""
+    import sys
+
+    from mmlu_bench import backends, runner
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from gguf_f32 import convert
+
+    convert(gguf_path, tmp_path / "f32.gguf")
+    config = RunConfig.from_spec(f"gguf:{tmp_path / 'f32.gguf'}", data_dir=str(mmlu_dir),
+                                 subjects="anatomy,college_chemistry", limit=3,
+                                 apply_chat_template=True, threads=1, ctx_size=1024)
+    gguf = backends.create(config)
+    try:
+        plan = runner.with_requests(runner.plan(config), gguf)
+        groups = [(plan.requests[u], frozenset()) for u in plan.subjects]
+        ours = {s.qid: s for batch in gguf.score_groups(groups) for s in batch}
+        theirs = {s.qid: s for batch in hf_smollm2.score_groups(groups) for s in batch}
+    finally:
+        gguf.close()
+    assert len(ours) == 6 and set(ours) == set(theirs)
+    for qid, s in ours.items():
+        assert s.loglikelihoods == pytest.approx(theirs[qid].loglikelihoods, abs=0.02), qid
