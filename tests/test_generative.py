@@ -295,3 +295,18 @@ def test_generation_batches_span_units_in_lm_evals_order_and_survive_resume():
 def _by_qid(units, qids):
     found = {r.qid: r for u in units for r in u}
     return [found[q] for q in qids]
+
+
+def test_auto_generation_batches_are_not_the_scoring_budget():
+    """--batch-size auto: at least 8 rows (the 1,024-token CPU scoring budget over prompt +
+    max_tokens would give one or two), more while the KV cache fits, longest rows first."""
+    from mmlu_bench.backends import hf_generate
+    from mmlu_bench.schema import GenerateRequest
+
+    backend = stub_backend(None)
+    backend.token_budget = 1024
+    reqs = [GenerateRequest(f"anatomy/{i}", "x" * (100 + 10 * i), ("\n",), 256)
+            for i in range(40)]
+    sizes = [len(b) for b, _ in hf_generate.plan(backend, [(reqs, frozenset())])]
+    assert sizes[0] == 8 * 1024 // (490 + 256) and sum(sizes) == 40
+    assert all(s >= 8 for s in sizes[:-1])
