@@ -26,7 +26,8 @@ def format_of(header: dict) -> str:
 
 def build(header: dict, records: Sequence[QuestionRecord], finished: bool = True) -> Summary:
     task = task_of(header)
-    naming = formats.naming(format_of(header), header.get("task", "mmlu"))
+    naming = formats.naming(format_of(header), header.get("task", "mmlu"),
+                            header.get("prompt_format"))
     rows = naming.rows(task.name, metrics.summarize(records, task, header["num_fewshot"]))
     filter_rows = {name: naming.rows(task.name, metrics.summarize(
         gen_metrics.by_filter(records, name), task, header["num_fewshot"]))

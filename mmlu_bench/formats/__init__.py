@@ -32,24 +32,34 @@ FORMATS: dict[str, tuple[str, str, str]] = {
 }
 
 # A format that is each task's own recipe: (format, task) -> (module, class). Such a format
-# runs only on the tasks it has a row for (lm-eval has no chain of thought for the others).
+# runs only on the tasks it has a row for (lm-eval has no chain of thought for the others),
+# unless it has a row for ANY: that recipe serves every task without a row of its own.
+ANY = "*"
 RECIPES: dict[tuple[str, str], tuple[str, str]] = {
     ("cot", "mmlu"): ("mmlu_bench.formats.generative", "FlanCoT"),
     ("cot", "mmlu_pro"): ("mmlu_bench.formats.mmlu_pro_cot", "ProCoT"),
+    ("generative", "mmlu_redux"): ("mmlu_bench.formats.mmlu_redux_generative",
+                                   "ReduxGenerative"),  # lm-eval `mmlu_redux_generative`
+    ("generative", ANY): ("mmlu_bench.formats.generative", "Generative"),  # `mmlu_generative`
 }
+
 
 def get(name: str, task: str | None = None, **settings) -> Format:
     """The format `name`; for `task`, that task's own recipe where the format has recipes."""
     return _class(name, task)(**settings)
 
 
-def naming(name: str, task: str | None = None) -> Naming:
+def naming(name: str, task: str | None = None, prompt_format: str | None = None) -> Naming:
     """What lm-eval calls the results of a run in format `name` (a run header's format) on
-    `task`; a recorded run whose task has no recipe of its own keeps the format's names."""
+    `task`; a recorded run whose task has no recipe of its own, or that was asked before the
+    task had one (its header's `prompt_format` says), keeps the format's names."""
     try:
-        return _class(name, task).naming()
+        cls = _class(name, task)
     except ConfigError:
         return _class(name).naming()
+    if prompt_format is not None and not cls.asked(prompt_format):
+        cls = _class(name)
+    return cls.naming()
 
 
 def _class(name: str, task: str | None = None) -> type[Format]:
@@ -59,11 +69,17 @@ def _class(name: str, task: str | None = None) -> type[Format]:
     module, cls, _ = FORMATS[name]
     recipes = {t: where for (f, t), where in RECIPES.items() if f == name}
     if task is not None and recipes:
-        if task not in recipes:
-            per_task = {f for f, _ in RECIPES}
-            usable = [f for f in FORMATS if f not in per_task or (f, task) in RECIPES]
+        where = recipes.get(task) or recipes.get(ANY)
+        if where is None:
             raise ConfigError(f"--format {name} is each task's own recipe, and --task {task} "
                               f"has none (lm-eval 0.4.13 has one for {', '.join(recipes)}); "
-                              f"--task {task} takes --format {', '.join(usable)}.")
-        module, cls = recipes[task]
+                              f"--task {task} takes --format {', '.join(usable(task))}.")
+        module, cls = where
     return getattr(importlib.import_module(module), cls)
+
+
+def usable(task: str) -> list[str]:
+    """The formats `task` can be asked in."""
+    per_task = {f for f, _ in RECIPES}
+    return [f for f in FORMATS
+            if f not in per_task or (f, task) in RECIPES or (f, ANY) in RECIPES]

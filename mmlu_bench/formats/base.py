@@ -24,6 +24,11 @@ class Format:
         """lm-eval's metric, filters and task names for this format's results."""
         return Naming()
 
+    @classmethod
+    def asked(cls, prompt_format: str) -> bool:
+        """Whether a run header's prompt format was made by this class."""
+        return True
+
     def __init__(self, **settings) -> None:
         self.settings = settings
 

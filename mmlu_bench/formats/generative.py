@@ -2,6 +2,8 @@
 
 generative    lm-eval 0.4.13 `mmlu_generative`: the `mmlu` prompt, greedy until "\\n" (and
               "</s>", and the model's end-of-text), first line exact-matched to the letter.
+              On --task mmlu_redux, lm-eval's own mmlu_redux_generative instead
+              (mmlu_redux_generative.py; formats.RECIPES).
 cot           lm-eval 0.4.13 `mmlu_flan_cot_zeroshot`: "Q: ... (A) .. (B) ..\\nA: Let's think
               step by step.", greedy until "</s>", "Q:", "<|im_end|>"; two filters,
               strict-match (lm-eval's first, the table's number) and flexible-extract (shown
@@ -58,6 +60,10 @@ class GenerativeFormat(Format):
     # (name, extractor): the first decides `correct`; the others are shown beside it.
     filters: ClassVar[tuple[tuple[str, object], ...]] = ()
     fixed_shots: ClassVar[int | None] = None  # a zero-shot recipe refuses --num-fewshot
+    fixed_shots_why: ClassVar[str] = "by design"
+    # lm-eval's task name where the recipe is one task's own and the format's name alone does
+    # not tell it from the format's default recipe: it is part of the prompt identity
+    recipe: ClassVar[str] = ""
     # lm-eval's names for the rows, by --task, where lm-eval ships this recipe as a task
     lmeval_tasks: ClassVar[dict[str, TaskNames]] = {}
 
@@ -74,9 +80,16 @@ class GenerativeFormat(Format):
         """lm-eval's exact_match under the format's filters, the primary first."""
         return Naming("exact_match", tuple(name for name, _ in cls.filters), cls.lmeval_tasks)
 
+    @classmethod
+    def asked(cls, prompt_format: str) -> bool:
+        """Whether a run header's prompt format is this recipe's (a run recorded before the
+        task had a recipe of its own was asked with the format's default one)."""
+        return not cls.recipe or f"/{cls.name}[{cls.recipe}]:" in prompt_format
+
     def prompt_format(self, task: Task, renderer=None) -> str:
         """Prompt and decoding settings: a resume with other ones is refused."""
-        decoding = (f"{task.prompt_format}/{self.name}:greedy,max_tokens={self.max_tokens},"
+        recipe = f"[{self.recipe}]" if self.recipe else ""
+        decoding = (f"{task.prompt_format}/{self.name}{recipe}:greedy,max_tokens={self.max_tokens},"
                     f"until={list(self.until)},seed={SEED}")
         if self.chat is None:
             return decoding + plain_identity(self.system_instruction)
@@ -96,8 +109,8 @@ class GenerativeFormat(Format):
     def requests(self, task: Task, questions: Sequence[Question], data: TaskData,
                  num_fewshot: int, renderer=None) -> list[GenerateRequest]:
         if self.fixed_shots is not None and num_fewshot != self.fixed_shots:
-            raise UserError(f"--format {self.name} is {self.fixed_shots}-shot by design; "
-                            "leave out --num-fewshot.")
+            raise UserError(f"--format {self.name} is {self.fixed_shots}-shot "
+                            f"{self.fixed_shots_why}; leave out --num-fewshot.")
         assert self.chat is None or renderer is not None, "a chat format needs the renderer"
         out = []
         for q in questions:

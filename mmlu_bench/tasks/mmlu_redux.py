@@ -3,7 +3,8 @@ experts re-checked, scored with the MMLU recipe.
 
 The number is lm-eval's `mmlu` recipe (log-likelihood of " A".." D", the MMLU description, the
 first k MMLU dev examples) on the Redux questions. It is not the number of lm-eval 0.4.13's one
-Redux task, `mmlu_redux_generative` (a generated letter, exact match), which differs. Rows and
+Redux task, `mmlu_redux_generative` (a generated letter, exact match), which differs: that is
+`--format generative` on this task (formats/mmlu_redux_generative.py). Rows and
 results.json keys follow lm-eval's mmlu names: mmlu_redux, mmlu_redux_<category>,
 mmlu_redux_<subject>.
 
