@@ -17,6 +17,8 @@ from mmlu_bench import cli, report, summary
 from mmlu_bench.lmeval_names import Naming
 from mmlu_bench.schema import GroupResult, QuestionRecord
 
+from .test_reports import run_cli as run
+
 COT = """\
 |               Tasks               |Version|     Filter     |n-shot|  Metric   |   |Value |   |Stderr|
 |-----------------------------------|-------|----------------|-----:|-----------|---|-----:|---|-----:|
@@ -135,13 +137,6 @@ def test_a_task_without_lm_eval_names_keeps_its_own():
     rows = (GroupResult("mmlu_pro", 0, 0.5, 0.1, 2, key="leaderboard_mmlu_pro"),)
     naming = Naming("exact_match", ("get_response",), {})
     assert naming.rows("mmlu_pro", rows) == rows and naming.note("mmlu_pro") == ""
-
-
-def run(capsys, *argv: str) -> str:
-    code = cli.main(list(argv))
-    out = capsys.readouterr()
-    assert code == 0, out.err
-    return out.out
 
 
 @pytest.fixture(scope="module")
