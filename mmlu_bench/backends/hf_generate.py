@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from ..schema import GenerateRequest, Generation
 from .textgen import cut_at_stop, stops_with_eos
 
-# Rows per batch for --batch-size auto. A decode step runs one token per row, so the scoring
-# budget (prompt tokens per pass) would leave CPU batches of one or two rows; here the bound is
-# the KV cache, (prompt + max_tokens) per row within KV_BUDGET x the token budget, and at least
-# lm-eval's usual 8 rows (on CPU 16 rows ran 1.26x faster than 8, 32 no faster than 16).
+# Rows per batch for --batch-size auto: the token budget over (prompt + max_tokens) per row, as
+# for scoring, but at least lm-eval's usual 8 rows while 8 rows' KV cache fits in KV_BUDGET x the
+# budget. A decode step runs one token per row, so the CPU scoring budget (1,024 tokens) alone
+# left batches of one to three rows; 8 rows also batch as lm-eval's `--batch_size 8` does.
 MIN_AUTO_ROWS, MAX_AUTO_ROWS = 8, 64
 KV_BUDGET = 8
 
@@ -96,8 +96,9 @@ def _batches(backend, rows: list[_Row]) -> Iterator[list[_Row]]:
         size = backend.batch_size
         if size is None:  # the longest row of a batch comes first
             per_row = len(rows[i].tokens) + rows[i].request.max_tokens
-            size = max(MIN_AUTO_ROWS, min(MAX_AUTO_ROWS, KV_BUDGET * backend.token_budget
-                                          // per_row))
+            fits = backend.token_budget // per_row
+            size = max(1, min(MAX_AUTO_ROWS, max(
+                fits, min(MIN_AUTO_ROWS, KV_BUDGET * backend.token_budget // per_row))))
         yield rows[i:i + size]
         i += size
 
