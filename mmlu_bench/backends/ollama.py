@@ -19,10 +19,16 @@ from urllib.parse import urlsplit
 
 from ..errors import BackendError, ConfigError
 from . import http, server_generate
-from .http import (Client, HTTPStatusError, ServerBackend, Transient, Unreachable,
-                   score_parallel)
+from .http import (
+    Client,
+    HTTPStatusError,
+    ServerBackend,
+    Transient,
+    Unreachable,
+)
 from .openai_compat import PROBE, TOP_K
 from .server_chat import ChatLetters, ollama_chat_alternatives, ollama_chat_body
+from .server_generate import ServerText
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +111,15 @@ def open_backend(config):
             raise BackendError(f"{server}; and not from Ollama's store either: {store}") from None
 
 
-class OllamaBackend(ChatLetters, ServerBackend):
+class OllamaBackend(ChatLetters, ServerText, ServerBackend):
     name = "ollama"
     exact = False  # top-k only: a letter outside the top 20 is recorded as missing
     path = "/api/generate"
     # chat: --apply-chat-template requests go to /api/chat (server_chat.py)
     capabilities = frozenset({"loglikelihood", "chat", "generate"})
     chat_path = "/api/chat"
+    text_request = staticmethod(server_generate.ollama_request)
+    text_parse = staticmethod(server_generate.ollama_parse)
     # A model pulled again under the same name is another model: its digest must match.
     resume_keys = ServerBackend.resume_keys + ("model_digest", "ollama_path", "tokenizer")
 
@@ -126,15 +134,6 @@ class OllamaBackend(ChatLetters, ServerBackend):
         self.digest = self._check_pulled()
         if not self.generating:
             self._probe()
-
-    def generate(self, requests):
-        """Greedy text for generative formats (server_generate.py)."""
-        return score_parallel(requests, self._generate_one, self.concurrency)
-
-    def _generate_one(self, r, stop):
-        return server_generate.generate_one(
-            self.client, server_generate.ollama_request(self.model, r),
-            server_generate.ollama_parse, r, stop)
 
     def info(self) -> dict:
         return {"device": "server", "dtype": "unknown", "ollama_path": "server",

@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 
 from ..errors import BackendError, ConfigError
 from . import http, server_generate
-from .http import Client, HTTPStatusError, ServerBackend, Transient, score_parallel
+from .http import Client, HTTPStatusError, ServerBackend, Transient
 from .server_chat import ChatLetters, openai_chat_alternatives, openai_chat_body
+from .server_generate import ServerText
 
 TOP_K = 20  # the most alternatives OpenAI's API returns; llama.cpp and vLLM accept it too
 PROBE = "The capital of France is"
@@ -58,13 +59,15 @@ def _stopped_at_once(answer: dict) -> bool:
         return False
 
 
-class OpenAIBackend(ChatLetters, ServerBackend):
+class OpenAIBackend(ChatLetters, ServerText, ServerBackend):
     name = "openai"
     exact = False  # top-k only: a letter outside the top 20 is recorded as missing
     path = "/completions"
     # chat: --apply-chat-template requests go to /chat/completions (server_chat.py)
     capabilities = frozenset({"loglikelihood", "chat", "generate"})
     chat_path = "/chat/completions"
+    text_request = staticmethod(server_generate.openai_request)
+    text_parse = staticmethod(server_generate.openai_parse)
 
     def __init__(self, config) -> None:
         self.base = check_url(config.model)
@@ -76,15 +79,6 @@ class OpenAIBackend(ChatLetters, ServerBackend):
         self.generating = config.format_spec().needs == "generate"
         if not self.generating:  # generation needs no logprobs
             self._probe()
-
-    def generate(self, requests):
-        """Greedy text for generative formats (server_generate.py)."""
-        return score_parallel(requests, self._generate_one, self.concurrency)
-
-    def _generate_one(self, r, stop):
-        return server_generate.generate_one(
-            self.client, server_generate.openai_request(self.model, r),
-            server_generate.openai_parse, r, stop)
 
     def info(self) -> dict:
         return {"device": "server", "dtype": "unknown", "server": self.base,

@@ -18,8 +18,8 @@ from typing import ClassVar
 
 from ..errors import BackendError
 from ..schema import ChoiceScores, ScoreRequest
-from .chat_template import ChatRenderer, server_renderer
 from . import http
+from .chat_template import ChatRenderer, server_renderer
 from .http import HTTPStatusError, Transient
 
 TOP_K = 20
@@ -36,14 +36,8 @@ def openai_chat_body(model: str, messages: list[dict], min_tokens: bool) -> dict
 
 def openai_chat_alternatives(answer: dict) -> dict[str, float]:
     """token text -> logprob of the first generated token, from a /chat/completions answer."""
-    try:
-        first = answer["choices"][0]["logprobs"]["content"][0]
-        found = {alt["token"]: alt["logprob"] for alt in first.get("top_logprobs") or []}
-        found.setdefault(first["token"], first["logprob"])
-    except (KeyError, IndexError, TypeError) as e:
-        raise Transient(f"the server's chat answer holds no logprobs ({type(e).__name__}: {e})"
-                        ) from None
-    return found
+    return _alternatives(lambda a: a["choices"][0]["logprobs"]["content"][0], answer,
+                         "the server's")
 
 
 def ollama_chat_body(model: str, messages: list[dict]) -> dict:
@@ -54,12 +48,18 @@ def ollama_chat_body(model: str, messages: list[dict]) -> dict:
 
 def ollama_chat_alternatives(answer: dict) -> dict[str, float]:
     """Ollama's /api/chat answer carries `logprobs` as /api/generate does."""
+    return _alternatives(lambda a: a["logprobs"][0], answer, "Ollama's")
+
+
+def _alternatives(first_of, answer: dict, whose: str) -> dict[str, float]:
+    """The first token's top alternatives and the token itself; a Transient (asked again)
+    when the answer holds none."""
     try:
-        first = answer["logprobs"][0]
+        first = first_of(answer)
         found = {alt["token"]: alt["logprob"] for alt in first.get("top_logprobs") or []}
         found.setdefault(first["token"], first["logprob"])
     except (KeyError, IndexError, TypeError) as e:
-        raise Transient(f"Ollama's chat answer holds no logprobs ({type(e).__name__}: {e})"
+        raise Transient(f"{whose} chat answer holds no logprobs ({type(e).__name__}: {e})"
                         ) from None
     return found
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 from ..schema import GenerateRequest, Generation
-from .http import Transient
+from .http import Transient, score_parallel
 from .textgen import cut_at_stop
 
 log = logging.getLogger(__name__)
@@ -83,3 +85,18 @@ def generate_one(client, request: tuple[str, dict], parse, r: GenerateRequest,
         log.warning("%s: the server answered with empty text; asking again", r.qid)
     text, _ = cut_at_stop(text, r.until)
     return Generation(r.qid, text, tokens, "length" if finish == "length" else "stop")
+
+
+class ServerText:
+    """Mixin for a ServerBackend: greedy text for generative formats, `concurrency` requests
+    at a time, each built by `text_request` and read by `text_parse`."""
+
+    text_request: ClassVar[Callable[[str, GenerateRequest], tuple[str, dict]]]
+    text_parse: ClassVar[Callable]
+
+    def generate(self, requests: Sequence[GenerateRequest]):
+        return score_parallel(requests, self._generate_one, self.concurrency)
+
+    def _generate_one(self, r: GenerateRequest, stop: threading.Event) -> Generation:
+        return generate_one(self.client, self.text_request(self.model, r), self.text_parse, r,
+                            stop)
