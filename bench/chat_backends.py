@@ -44,7 +44,9 @@ def mmlu_bench(model: str, header: dict, out: Path, extra: list[str]) -> float:
     s = header["backend_info"]["settings"]
     cmd = [sys.executable, "-m", "mmlu_bench.cli", "run", "--model", model,
            "--data-dir", s["data_dir"], "--num-fewshot", str(header["num_fewshot"]),
-           "--apply-chat-template", "--output", str(out), "--no-progress", *extra]
+           "--output", str(out), "--no-progress", *extra]
+    if header.get("chat"):  # a plain hf: run is compared in plain mode
+        cmd.append("--apply-chat-template")
     if header.get("limit"):
         cmd += ["--limit", str(header["limit"])]
     if s.get("subjects"):
@@ -83,6 +85,18 @@ def compare(name: str, hf: dict[str, dict], other: dict[str, dict], relative: bo
     return out
 
 
+def margins(hf: dict[str, dict]) -> dict:
+    """How far apart the hf: run's two best letters are: near ties flip under small
+    arithmetic differences (llama.cpp's quantized matmuls vs fp32)."""
+    gaps = sorted(sorted(r["loglikelihoods"])[-1] - sorted(r["loglikelihoods"])[-2]
+                  for r in hf.values())
+    out = {"median_top2_margin": round(gaps[len(gaps) // 2], 3),
+           "under_0.1": round(sum(g < 0.1 for g in gaps) / len(gaps), 3)}
+    print(f"hf: top-two letter margin median {out['median_top2_margin']} nats; "
+          f"{out['under_0.1']:.1%} of questions under 0.1", flush=True)
+    return out
+
+
 def serve(model: str, ctx: int, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
@@ -98,7 +112,10 @@ def serve(model: str, ctx: int, log: Path) -> tuple[subprocess.Popen, str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--hf-run", required=True, type=Path, help="an hf: chat run folder")
+    p.add_argument("--hf-run", required=True, type=Path,
+                   help="an hf: run folder (chat; a plain one compares gguf: in plain mode)")
+    p.add_argument("--margins-only", action="store_true",
+                   help="print the hf: run's letter margins and stop")
     p.add_argument("--out", type=Path, default=BENCH / "out" / "chat-backends")
     p.add_argument("--ctx", type=int, default=2048, help="llama.cpp context (both)")
     p.add_argument("--only", choices=["gguf", "openai"])
@@ -109,13 +126,17 @@ def main() -> int:
     model = str(args.gguf or header["model"])
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {"hf_run": str(args.hf_run), "prompt_format": header["prompt_format"],
-               "model": model}
+               "model": model, "hf_margins": margins(hf)}
+    if args.margins_only:
+        return 0
+    chat = bool(header.get("chat"))
     if args.only != "openai":
         wall = mmlu_bench(f"gguf:{model}", header, args.out / "gguf",
                           ["--threads", "1", "--ctx-size", str(args.ctx)])
-        summary["gguf"] = {**compare("gguf:", hf, records(args.out / "gguf")[1], False),
+        # plain: " A".." D" against fp32 differ by a shared offset too; compare letters apart
+        summary["gguf"] = {**compare("gguf:", hf, records(args.out / "gguf")[1], not chat),
                            "wall_s": round(wall, 1)}
-    if args.only != "gguf":
+    if args.only != "gguf" and chat:
         proc, base = serve(model, args.ctx, args.out / "llama-server.log")
         try:
             wall = mmlu_bench(f"openai:{base}", header, args.out / "openai",
