@@ -62,8 +62,13 @@ def _run_parser(sub) -> None:
     q.add_argument("--languages", help="multilingual tasks: comma-separated locales")
     q.add_argument("--redux-subset", choices=["ok", "all"],
                    help="mmlu_redux: ok (default, the rows Redux labels ok) or all annotated rows")
-    q.add_argument("--data-dir", help="the task's data in a local layout (MMLU: the original "
-                                      "folder or data.tar); default: the task's hub dataset")
+    q.add_argument("--data-dir", help="your own copy of the task's data (MMLU: the original "
+                                      "dev/ and test/ folders or data.tar); default: the "
+                                      "--data-source")
+    q.add_argument("--data-source", choices=["bundled", "hub"],
+                   help="without --data-dir: bundled (the MMLU copy inside mmlu-bench, offline; "
+                        "default for mmlu and mmlu_redux) or hub (the Hugging Face dataset, "
+                        "e.g. cais/mmlu; default for the others); `mmlu-bench tasks` shows them")
     q.add_argument("--subjects", help="comma-separated subjects or categories (default: all)")
     q.add_argument("--num-fewshot", type=int, default=0, help="few-shot examples per prompt")
     q.add_argument("--format", default="plain",
@@ -163,7 +168,8 @@ def _results_parsers(sub) -> None:
                           "names.", "mmlu-bench subjects --task mmlu")
     subjects.add_argument("--task", default="mmlu", help="the task (default mmlu)")
     _subparser(sub, "tasks", "list the benchmarks",
-               "List the benchmarks --task takes, with what lm-eval calls them.",
+               "List the benchmarks --task takes, with where their data comes from and what "
+               "lm-eval\ncalls them.",
                "mmlu-bench tasks")
 
 
@@ -268,10 +274,14 @@ def cmd_subjects(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from .tasks import TASKS
+    from .tasks import TASKS, sources
 
     for name, (_, _, about) in TASKS.items():
-        print(f"{name:20} {about}")
+        where = "bundled, offline" if sources(name)[0] == "bundled" else "hub"
+        print(f"{name:17} {where:16}  {about}")
+    print("\nbundled: the questions ship inside mmlu-bench, so the task runs offline out of the "
+          "box.\nhub: downloaded from the Hugging Face hub once, then cached. Any task reads "
+          "your own copy\nwith --data-dir; --data-source hub reads MMLU from cais/mmlu instead.")
     return 0
 
 

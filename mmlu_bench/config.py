@@ -26,6 +26,7 @@ class RunConfig:
     fewshot_as_multiturn: bool | None = None
     system_instruction: str | None = None
     data_dir: str | None = None
+    data_source: str | None = None  # without data_dir: bundled | hub (None: the task's default)
     subjects: str | None = None  # comma-separated subjects or categories; None = all 57
     num_fewshot: int = 0
     limit: int | None = None  # lm-eval's meaning: the first N test questions of each subject
@@ -83,7 +84,7 @@ class RunConfig:
         if self.fewshot_as_multiturn and not self.apply_chat_template:
             raise ConfigError("--fewshot-as-multiturn needs --apply-chat-template (few-shot "
                               "turns exist only in a chat); add it, or leave the flag out.")
-        self.task_spec()  # an unknown task or option is an error before any work
+        self._check_source(self.task_spec())  # an unknown task or option: before any work
         self.format_spec()
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit {self.limit}: give a positive number of questions per "
@@ -113,6 +114,16 @@ class RunConfig:
             raise ConfigError("openai: needs --model-name, the model id the server serves "
                               "(see its /v1/models).")
         return self
+
+    def _check_source(self, task) -> None:
+        if self.data_source is None:
+            return
+        if self.data_dir is not None:
+            raise ConfigError(f"--data-source {self.data_source} and --data-dir together: "
+                              "--data-dir reads your own copy; give one of the two.")
+        if self.data_source not in task.sources:
+            raise ConfigError(f"--data-source {self.data_source}: --task {self.task} reads "
+                              f"{' or '.join(task.sources)} (or a local copy with --data-dir).")
 
     def output_dir(self) -> Path:
         """The run folder. The default is derived from the settings, so running the same

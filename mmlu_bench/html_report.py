@@ -1,5 +1,6 @@
 """report.html: one self-contained page from records.jsonl alone (inline CSS and SVG, no
-scripts, nothing fetched). Question text is added where the run's data folder is still there.
+scripts, nothing fetched). Question text is added from the bundled MMLU, or where the run's
+data folder is still there.
 
 Every string from a run (model names, settings, MMLU questions, which contain `<`, `&` and
 code) goes through svg.esc = html.escape before it reaches the page.
@@ -12,7 +13,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import stats, summary, svg
+from . import bundled, stats, summary, svg
 from .errors import UserError
 from .records import RECORDS, read
 from .schema import LETTERS, GroupResult, Question, QuestionRecord, Summary
@@ -39,15 +40,17 @@ def render_run(run_dir: Path) -> str:
 
 
 def questions(header: dict, records: Sequence[QuestionRecord]) -> dict[str, Question]:
-    """The run's questions by qid, when its data is a local folder or tar that still exists;
-    otherwise none (the report then shows question ids only). Never downloads."""
+    """The run's questions by qid, when its data is the bundled archive (the same one) or a
+    local folder or tar that still exists; otherwise none (the report then shows question ids
+    only). Never downloads."""
     source = header.get("backend_info", {}).get("data_source", "")
     kind, _, where = source.partition(":")
-    if kind in ("hub", "") or not Path(where).exists():
+    ours = source == bundled.source()  # another mmlu-bench's archive may hold other bytes
+    if not ours and (kind in ("hub", "bundled", "") or not Path(where).exists()):
         return {}
     units = tuple(sorted({r.subject for r in records}))
     try:
-        data = summary.task_of(header).load(where, units)
+        data = summary.task_of(header).load(None if ours else where, units)
     except UserError as e:
         log.warning("question text left out of the report: %s", e)
         return {}

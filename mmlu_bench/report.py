@@ -107,6 +107,13 @@ def slice_line(s) -> str:
             + (f"; {s.note}" if s.note else ""))
 
 
+def data_line(header: dict) -> str:
+    """Where the questions came from: the bundled archive with its sha256, a folder or tar,
+    or a hub dataset at its revision (the run header's data_source)."""
+    source = header.get("backend_info", {}).get("data_source")
+    return f"Data: {source}" if source else ""
+
+
 def table_footer(summary: Summary) -> str:
     if not summary.missing:
         return ""

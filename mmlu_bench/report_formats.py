@@ -33,7 +33,7 @@ def render(run_dir: Path, fmt: str) -> str:
 def table(header: dict, records: list, footer: dict | None, s: Summary) -> str:
     """lm-eval's two tables under lm-eval's one-line run summary."""
     notes = (report.table_footer(s), gen_metrics.failure_note(s),
-             sampling.summary_line(header, s))
+             sampling.summary_line(header, s), report.data_line(header))
     return report.title(header) + "\n" + report.full_table(s, notes)
 
 

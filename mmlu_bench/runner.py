@@ -64,7 +64,7 @@ class Outcome:
 def plan(config: RunConfig) -> Plan:
     task, fmt = config.task_spec(), config.format_spec()
     units = task.resolve(config.subjects)
-    data = task.load(config.data_dir, units)
+    data = task.load(config.data_dir, units, config.data_source)
     tests = _selection(task, data, units, config)
     questions: dict[str, Question] = {}
     used: list[Question] = []

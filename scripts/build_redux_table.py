@@ -1,10 +1,11 @@
 """Rebuild mmlu_bench/data/mmlu_redux_2.0.tsv: MMLU-Redux 2.0 labels joined to MMLU test rows.
 
-    python scripts/build_redux_table.py --redux-dir DIR --mmlu-dir DIR [--check]
+    python scripts/build_redux_table.py --redux-dir DIR [--mmlu-dir DIR] [--check]
 
 --redux-dir holds the authors' mmlu_<subject>.csv files (aryopg/mmlu-redux, folder mmlu_redux/);
---mmlu-dir the original MMLU release (test/<subject>_test.csv). --check writes nothing and exits 1
-when the shipped table differs from a fresh build. The table holds indices and labels only.
+--mmlu-dir the original MMLU release (test/<subject>_test.csv; default: the MMLU bundled with
+mmlu-bench). --check writes nothing and exits 1 when the shipped table differs from a fresh
+build. The table holds indices and labels only.
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ def render(result: redux.JoinResult, sha256: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(redux_dir: Path, mmlu_dir: Path) -> tuple[str, redux.JoinResult]:
-    """Parse, join and render; the table is read back once to prove it loads."""
+def build(redux_dir: Path, mmlu_dir: Path | None = None) -> tuple[str, redux.JoinResult]:
+    """Parse, join and render (MMLU from `mmlu_dir`, else the bundled copy); the table is read
+    back once to prove it loads."""
     rows = redux.parse_dir(redux_dir)
-    mmlu_test = load(str(mmlu_dir), tuple(sorted({r.subject for r in rows}))).test
+    where = None if mmlu_dir is None else str(mmlu_dir)
+    mmlu_test = load(where, tuple(sorted({r.subject for r in rows}))).test
     result = redux.join(rows, mmlu_test)
     text = render(result, inputs_sha256(redux_dir, mmlu_test))
     redux.parse_table(text).get("", 0)  # asserts that no MMLU row carries two Redux rows
@@ -76,7 +79,7 @@ def summary(result: redux.JoinResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--redux-dir", type=Path, required=True)
-    parser.add_argument("--mmlu-dir", type=Path, required=True)
+    parser.add_argument("--mmlu-dir", type=Path, help="default: the bundled MMLU")
     parser.add_argument("--check", action="store_true",
                         help="compare with the shipped table instead of writing it")
     args = parser.parse_args(argv)

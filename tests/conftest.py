@@ -1,5 +1,6 @@
-"""Shared fixtures: the real MMLU data in ../shared, the real SmolLM2 GGUF model, llama-cpp-python
-and Chromium.
+"""Shared fixtures: the real MMLU data (the archive bundled with mmlu-bench, unpacked for tests of
+--data-dir), the real SmolLM2 GGUF model, llama-cpp-python and Chromium. MMLU-Pro and MMLU-Redux
+tests read their real files from ../shared (test_mmlu_pro.py, test_redux.py).
 
 A test whose prerequisite is missing says exactly what is missing and how to get it: outside CI
 it skips with that line (a plain clone runs what it can); in CI (the CI variable set, as .ci/run
@@ -18,8 +19,9 @@ from mmlu_bench import demo
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
-# The real MMLU data (dev/ and test/ CSV folders); MMLU_BENCH_TEST_DATA points elsewhere.
-MMLU_DIR = Path(os.environ.get("MMLU_BENCH_TEST_DATA") or SHARED / "data" / "mmlu")
+# MMLU in the original layout (dev/ and test/ CSV folders) for tests of --data-dir: the bundled
+# archive unpacked (mmlu_dir), unless MMLU_BENCH_TEST_DATA points at another copy.
+MMLU_TEST_DATA = os.environ.get("MMLU_BENCH_TEST_DATA")
 # lm-eval 0.4.13's own per-question output, without the question text (fixtures/README.md).
 REFERENCE_0SHOT = (ROOT / "tests" / "fixtures" /
                    "lmeval-0.4.13_smollm2-135m-instruct-q4_1_mmlu_0shot_limit10.jsonl")
@@ -47,13 +49,25 @@ def smollm2_gguf() -> Path:
     return path
 
 
+def unpack_bundled(folder: Path) -> Path:
+    """The bundled MMLU (sha256-checked) written out in the original layout under `folder`."""
+    from mmlu_bench import bundled
+
+    for name, data in bundled.members().items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
+
+
 @pytest.fixture(scope="session")
-def mmlu_dir() -> Path:
-    require((MMLU_DIR / "test").is_dir(),
-            f"the MMLU data (dev/ and test/ CSV folders) at {MMLU_DIR}: unpack "
-            "https://people.eecs.berkeley.edu/~hendrycks/data.tar and set "
-            "MMLU_BENCH_TEST_DATA to its data/ folder")
-    return MMLU_DIR
+def mmlu_dir(tmp_path_factory) -> Path:
+    """MMLU as a folder in the original layout, for runs and loads through --data-dir."""
+    if MMLU_TEST_DATA:
+        require((Path(MMLU_TEST_DATA) / "test").is_dir(),
+                f"MMLU_BENCH_TEST_DATA={MMLU_TEST_DATA} to hold MMLU's dev/ and test/ folders "
+                "(or unset it: the tests then use the bundled copy)")
+        return Path(MMLU_TEST_DATA)
+    return unpack_bundled(tmp_path_factory.mktemp("mmlu"))
 
 
 @pytest.fixture(scope="session")

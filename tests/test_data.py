@@ -1,4 +1,5 @@
-"""Data loading: the real MMLU files, a tiny CSV folder, data.tar, and a fake hub cache."""
+"""Data loading: the bundled MMLU, its unpacked folder, a tiny CSV folder, data.tar, and a fake
+hub cache."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import tarfile
 
 import pytest
 
-from mmlu_bench import dataset
+from mmlu_bench import bundled, cli, dataset, records
 from mmlu_bench.errors import DataError, UserError
 from mmlu_bench.tasks.mmlu import CATEGORIES, MMLU, SUBJECTS
 
@@ -23,7 +24,10 @@ def write_folder(root, subjects=("anatomy",), test=ROW, dev=ROW):
 
 
 def test_real_data_has_14042_test_and_285_dev_questions(mmlu_dir):
-    data = dataset.load(str(mmlu_dir), SUBJECTS)
+    data = dataset.load(None, SUBJECTS)  # the bundled archive, the default
+    assert data.source == bundled.source()
+    # Unpacked into the original layout it reads as the same questions.
+    assert dataset.load(str(mmlu_dir), SUBJECTS).test == data.test
     assert sum(len(v) for v in data.test.values()) == 14042
     assert sum(len(v) for v in data.dev.values()) == 285
     q = data.test["anatomy"][3]
@@ -92,8 +96,9 @@ def test_resolve_subjects():
         MMLU().resolve("anatomyy")
 
 
-def test_hub_dataset_from_a_local_cache_offline(tmp_path, monkeypatch):
-    """A fake hub cache in the layout huggingface_hub writes, read with the network off."""
+def test_hub_dataset_from_a_local_cache_offline(tmp_path, monkeypatch, capsys):
+    """A fake hub cache in the layout huggingface_hub writes, read with the network off (the
+    test split in two files: row numbers run on across them)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -101,19 +106,30 @@ def test_hub_dataset_from_a_local_cache_offline(tmp_path, monkeypatch):
     (snapshot / "anatomy").mkdir(parents=True)
     (tmp_path / "datasets--cais--mmlu" / "refs").mkdir()
     (tmp_path / "datasets--cais--mmlu" / "refs" / "main").write_text("a" * 40)
-    for split, n in (("test", 3), ("dev", 5)):
-        table = pa.table({"question": [f"{split} q{i}" for i in range(n)],
-                          "subject": ["anatomy"] * n,
-                          "choices": [["w", "x", "y", "z"]] * n, "answer": [2] * n})
-        pq.write_table(table, snapshot / "anatomy" / f"{split}-00000-of-00001.parquet")
+    for split, part, rows in (("test", 0, range(2)), ("test", 1, range(2, 3)),
+                              ("dev", 0, range(5))):
+        table = pa.table({"question": [f"{split} q{i}" for i in rows],
+                          "subject": ["anatomy"] * len(rows),
+                          "choices": [["w", "x", "y", "z"]] * len(rows),
+                          "answer": [2] * len(rows)})
+        pq.write_table(table, snapshot / "anatomy" / f"{split}-0000{part}-of-00002.parquet")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import huggingface_hub.constants as c
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
-    data = dataset.load(None, ("anatomy",))
+    data = dataset.load(None, ("anatomy",), dataset.HUB)
     assert [q.question for q in data.test["anatomy"]] == ["test q0", "test q1", "test q2"]
-    assert data.test["anatomy"][1].qid == "anatomy/1" and data.dev["anatomy"][0].gold == 2
+    assert [q.qid for q in data.test["anatomy"]] == ["anatomy/0", "anatomy/1", "anatomy/2"]
+    assert data.dev["anatomy"][0].gold == 2
+    assert data.source == f"hub:cais/mmlu@{'a' * 40}"  # the revision read
+    # --data-source hub: the run reads it and names it.
+    out = tmp_path / "run"
+    assert cli.main(["run", "--model", "fake:x", "--data-source", "hub", "--subjects", "anatomy",
+                     "--output", str(out), "--no-progress"]) == 0
+    header = records.read(out / records.RECORDS)[0]
+    assert header["backend_info"]["data_source"] == data.source
+    assert f"Data: hub:cais/mmlu@{'a' * 40}" in capsys.readouterr().out
 
 
 def test_hub_dataset_not_cached_offline_says_how(tmp_path, monkeypatch):
@@ -121,4 +137,4 @@ def test_hub_dataset_not_cached_offline_says_how(tmp_path, monkeypatch):
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
     with pytest.raises(DataError, match="not in the local cache.*--data-dir"):
-        dataset.load(None, ("anatomy",))
+        dataset.load(None, ("anatomy",), dataset.HUB)

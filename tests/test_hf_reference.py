@@ -6,23 +6,42 @@ The reference file (tests/fixtures) holds lm-eval's per-question output for exac
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
 
-from mmlu_bench import cli, records
+from mmlu_bench import bundled, cli, records
 
 from .conftest import REFERENCE_0SHOT
 
 
 @pytest.fixture(scope="module")
-def zero_shot_run(tmp_path_factory, gguf_path, mmlu_dir):
+def zero_shot_run(tmp_path_factory, gguf_path):
     out = tmp_path_factory.mktemp("hf0")
-    # `--model demo` is this GGUF on the hf backend: a newcomer's first run gives lm-eval's numbers.
-    code = cli.main(["run", "--model", "demo", "--data-dir", str(mmlu_dir),
-                     "--limit", "10", "--output", str(out), "--no-progress"])
+    # The README's first command: `--model demo` is this GGUF on the hf backend, the data the
+    # MMLU bundled with mmlu-bench; a newcomer's first run gives lm-eval's numbers.
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["run", "--model", "demo", "--limit", "10", "--output", str(out),
+                         "--no-progress"])
     assert code == 0
+    (out / "printed.txt").write_text(printed.getvalue())
     return out
+
+
+def test_the_first_command_prints_the_table_and_its_data_source(zero_shot_run):
+    lines = (zero_shot_run / "printed.txt").read_text().splitlines()
+    printed = "\n".join(lines)
+    groups = next(i for i, line in enumerate(lines) if line.startswith("|      Groups      |"))
+    row = "|mmlu              |      2|none  |      |acc   |   |0.2596|±  |0.0185|"
+    assert lines[groups + 2] == row  # the Groups table's first row, as in the README
+    assert f"Data: {bundled.source()}" in printed and bundled.SHA256 in printed
+    header = records.read(zero_shot_run / records.RECORDS)[0]
+    assert header["backend_info"]["data_source"] == bundled.source()
+    results = json.loads((zero_shot_run / "results.json").read_text())
+    assert results["config"]["data_source"] == bundled.source()
 
 
 def test_matches_lm_eval_question_by_question(zero_shot_run, gguf_path):

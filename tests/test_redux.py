@@ -18,7 +18,6 @@ from mmlu_bench.tasks.mmlu import SUBJECTS
 
 ROOT = Path(__file__).resolve().parent.parent
 REDUX_DIR = ROOT.parent / "shared" / "data" / "mmlu-redux"
-MMLU_DIR = ROOT.parent / "shared" / "data" / "mmlu"
 SCRIPT = ROOT / "scripts" / "build_redux_table.py"
 ERROR_TOTALS = {"ok": 5330, "bad_question_clarity": 132, "wrong_groundtruth": 107,
                 "multiple_correct_answers": 39, "no_correct_answer": 35, "expert": 32,
@@ -43,11 +42,11 @@ def redux_rows() -> list[redux.ReduxRow]:
 
 @pytest.fixture(scope="module")
 def built():
-    needs(REDUX_DIR), needs(MMLU_DIR)
+    needs(REDUX_DIR)
     spec = importlib.util.spec_from_file_location("build_redux_table", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    return script.build(REDUX_DIR, MMLU_DIR)
+    return script.build(REDUX_DIR)  # MMLU: the bundled copy
 
 
 def test_every_authors_file_parses(redux_rows):
@@ -71,7 +70,7 @@ def test_join_ties_at_least_5690_rows(built, redux_rows):
     assert len(result.links) == 5700
     assert counts["exact"] + counts["duplicate"] + counts["fuzzy"] >= 5690, counts
     assert counts == {"exact": 5658, "duplicate": 34, "fuzzy": 6, "none": 2}
-    mmlu = dataset.load(str(MMLU_DIR), SUBJECTS).test
+    mmlu = dataset.load(None, SUBJECTS).test
     for link in result.links:
         assert (link.match == "none") == (not link.mmlu_indices)
         assert bool(link.note) == (link.match != "exact") or link.match == "duplicate"
@@ -87,7 +86,7 @@ def test_shipped_table_equals_a_fresh_build(built):
     assert shipped == text, "run scripts/build_redux_table.py to rebuild the table"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, str(SCRIPT), "--redux-dir", str(REDUX_DIR),
-                           "--mmlu-dir", str(MMLU_DIR), "--check"],
+                           "--check"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "rows 5700, joined 5698" in done.stdout

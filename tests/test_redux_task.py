@@ -1,5 +1,6 @@
-"""--task mmlu_redux through the CLI (fake backend, the shared data), its slices on made-up
-records, and the Redux overlay every MMLU run shows (slice, flagged questions, results block)."""
+"""--task mmlu_redux through the CLI (fake backend, the bundled MMLU, the authors' files in
+../shared), its slices on made-up records, and the Redux overlay every MMLU run shows (slice,
+flagged questions, results block)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ from mmlu_bench.schema import QuestionRecord
 from mmlu_bench.tasks.mmlu import MMLU
 from mmlu_bench.tasks.mmlu_redux import MMLURedux
 
-from .test_redux import MMLU_DIR, REDUX_DIR, needs
+from .test_redux import REDUX_DIR, needs
 
 SUBJECTS = "virology,anatomy"
 
 
 def run(tmp_path, name: str, *argv: str, data_dir=None) -> tuple[int, str]:
-    data = str(data_dir or needs(MMLU_DIR))
-    code = cli.main(["run", "--model", "fake:a", "--subjects", SUBJECTS, "--data-dir", data,
+    """A fake run on the bundled MMLU, or on `data_dir`."""
+    data = ["--data-dir", str(data_dir)] if data_dir else []
+    code = cli.main(["run", "--model", "fake:a", "--subjects", SUBJECTS, *data,
                      "--no-progress", "--output", str(tmp_path / name), *argv])
     return code, tmp_path / name
 
@@ -101,7 +103,8 @@ def test_authors_csvs_run_zero_shot_and_refuse_shots_with_what_to_pass(tmp_path,
     code, _ = run(tmp_path, "csv1", "--task", "mmlu_redux", "--num-fewshot", "1",
                   data_dir=redux_dir)
     err = capsys.readouterr().err
-    assert code == 2 and "hold test questions only" in err and "--data-dir with the MMLU" in err
+    assert code == 2 and "hold test questions only" in err
+    assert "leave --data-dir out to use the bundled MMLU" in err
 
 
 def test_redux_subset_is_checked():

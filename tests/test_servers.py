@@ -24,7 +24,7 @@ from mmlu_bench.backends.openai_compat import alternatives
 from mmlu_bench.records import read
 from mmlu_bench.scoring import predict
 
-from .conftest import MMLU_DIR, REFERENCE_0SHOT
+from .conftest import REFERENCE_0SHOT
 from .servers import FAULTS, FaultProxy, LlamaCppServer, OllamaServer, Scorer, free_port
 
 # Short prompts, two categories: 20 questions per run keep the file to minutes on 2 cores.
@@ -69,7 +69,7 @@ def ollama(make_scorer):
 
 def run_cli(model: str, out: Path, *extra: str, subjects: str = ",".join(SUBJECTS),
             limit: str = "10", env: dict | None = None) -> tuple[int, str, str]:
-    argv = ["run", "--model", model, "--data-dir", str(MMLU_DIR), "--subjects", subjects,
+    argv = ["run", "--model", model, "--subjects", subjects,  # the bundled MMLU
             "--limit", limit, "--output", str(out), "--no-progress", *extra]
     stdout, stderr = io.StringIO(), io.StringIO()
     with mock.patch.dict(os.environ, env or {}), contextlib.redirect_stdout(stdout), \

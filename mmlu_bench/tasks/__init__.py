@@ -41,6 +41,13 @@ RECIPES: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
+def sources(name: str) -> tuple[str, ...]:
+    """Where the task's questions come from without --data-dir, its default first (a task
+    class's `sources`: "bundled" ships inside mmlu-bench, "hub" is downloaded)."""
+    module, cls = TASKS[name][:2]
+    return getattr(importlib.import_module(module), cls).sources
+
+
 def get(name: str, recipe: str | None = None, **options) -> Task:
     """The task called `name`, built with its options (e.g. languages); as asked by the
     format `recipe` where RECIPES has a row for the two."""

@@ -45,6 +45,9 @@ class Task:
     target_delimiter = " "
     fewshot_delimiter = "\n\n"
     limit_per_unit = True  # --limit N: the first N of each unit (one lm-eval task each)
+    # Where the questions come from without --data-dir (--data-source), the default first:
+    # "bundled" ships inside mmlu-bench (runs offline), "hub" is downloaded once, then cached.
+    sources: tuple[str, ...] = ("hub",)
 
     def __init__(self, **options) -> None:
         if options:
@@ -81,7 +84,10 @@ class Task:
             raise UserError("--subjects is empty: give subject or category names, comma-separated.")
         return tuple(sorted(chosen))
 
-    def load(self, data_dir: str | None, units: tuple[str, ...]) -> TaskData:
+    def load(self, data_dir: str | None, units: tuple[str, ...],
+             source: str | None = None) -> TaskData:
+        """The questions of `units`: from `data_dir` (a local copy) when given, else from
+        `source`, one of `sources` (None: the first). A task with one source ignores it."""
         raise NotImplementedError
 
     def shots(self, data: TaskData, q: Question, k: int) -> tuple[Question, ...]:

@@ -73,7 +73,8 @@ class GlobalMMLU(Task):
             out[name] = tuple(f"{lang}.{p}" for lang in self.languages for p in parts)
         return out
 
-    def load(self, data_dir: str | None, units: tuple[str, ...]) -> TaskData:
+    def load(self, data_dir: str | None, units: tuple[str, ...],
+             source: str | None = None) -> TaskData:
         languages = sorted({split_unit(u)[0] for u in units})
         root, source = tabular.source_root(self.repo, self.revision,
                                            [f"{lang}/*" for lang in languages], data_dir)

@@ -2,8 +2,9 @@
 
 57 subjects in four categories; a description naming the subject, the first k dev examples,
 " A".." D" scored by log-likelihood. Groups are micro averages of their subjects.
-Sources: the original release layout (dev/<subject>_dev.csv, test/<subject>_test.csv or
-data.tar) or the hub dataset `cais/mmlu` (parquet, cached).
+Sources: the copy bundled with mmlu-bench (the default), the original release layout
+(dev/<subject>_dev.csv, test/<subject>_test.csv or data.tar) or the hub dataset `cais/mmlu`
+(parquet, cached).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class MMLU(Task):
     title = "MMLU"
     # Bump when a change alters any prompt byte: resumed runs refuse a different format.
     prompt_format = "lm-eval-0.4.13-mmlu-default"
+    sources = (dataset.BUNDLED, dataset.HUB)  # the archive in the package, or cais/mmlu
 
     def units(self) -> tuple[str, ...]:
         return SUBJECTS
@@ -85,8 +87,9 @@ class MMLU(Task):
     def groups(self) -> dict[str, tuple[str, ...]]:
         return CATEGORIES
 
-    def load(self, data_dir: str | None, units: tuple[str, ...]) -> TaskData:
-        return dataset.load(data_dir, units)
+    def load(self, data_dir: str | None, units: tuple[str, ...],
+             source: str | None = None) -> TaskData:
+        return dataset.load(data_dir, units, source)
 
     def description(self, unit: str) -> str:
         return (f"The following are multiple choice questions (with answers) about "

@@ -47,7 +47,8 @@ class MMLUPro(Task):
     def units(self) -> tuple[str, ...]:
         return UNITS
 
-    def load(self, data_dir: str | None, units: tuple[str, ...]) -> TaskData:
+    def load(self, data_dir: str | None, units: tuple[str, ...],
+             source: str | None = None) -> TaskData:
         if data_dir is None:
             from ..hub import download_dataset
 

@@ -40,10 +40,11 @@ class MMLUProCoT(MMLUPro):
         super().__init__(**options)
         self.options = {"recipe": "cot"}  # in the run header: summaries rebuild this task
 
-    def load(self, data_dir: str | None, units: tuple[str, ...]) -> TaskData:
+    def load(self, data_dir: str | None, units: tuple[str, ...],
+             source: str | None = None) -> TaskData:
         """leaderboard_mmlu_pro's rows, each numbered within its category: lm-eval's doc_id
         here is the row's position after the category filter (process_docs)."""
-        data = super().load(data_dir, units)
+        data = super().load(data_dir, units, source)
         test = {u: tuple(replace(q, index=i) for i, q in enumerate(qs))
                 for u, qs in data.test.items()}
         return replace(data, test=test)

@@ -11,8 +11,8 @@ mmlu_redux_<subject>.
 By default only rows Redux labels ok are scored (the authors' and lm-eval's headline: its data
 set is fxmarty/mmlu-redux-2.0-ok); `--redux-subset all` scores every joined row against MMLU's
 answers, and the report adds accuracy against Redux's corrected answers (unofficial).
-Data: MMLU (--data-dir in the original layout or data.tar, or cais/mmlu) filtered through the
-shipped join table (redux.py), or --data-dir at a folder of the authors' mmlu_<subject>.csv
+Data: MMLU (bundled with mmlu-bench by default; --data-dir in the original layout or data.tar;
+--data-source hub for cais/mmlu) filtered through the shipped join table (redux.py), or --data-dir at a folder of the authors' mmlu_<subject>.csv
 files, 0-shot only (they hold no dev split).
 """
 
@@ -46,11 +46,12 @@ class MMLURedux(MMLU):
         self.subset = subset
         self.options = {"redux_subset": subset}
 
-    def load(self, data_dir: str | None, units: tuple[str, ...]) -> TaskData:
+    def load(self, data_dir: str | None, units: tuple[str, ...],
+             source: str | None = None) -> TaskData:
         if data_dir and is_redux_folder(Path(data_dir).expanduser()):
             data = load_redux_csvs(Path(data_dir).expanduser(), units)
         else:
-            data = annotate(super().load(data_dir, units))
+            data = annotate(super().load(data_dir, units, source))
         test = {u: tuple(q for q in qs if self.subset == "all" or q.meta["redux"] == "ok")
                 for u, qs in data.test.items()}
         return replace(data, test=test)
@@ -58,8 +59,8 @@ class MMLURedux(MMLU):
     def shots(self, data: TaskData, q: Question, k: int) -> tuple[Question, ...]:
         if k and q.subject not in data.dev:
             raise UserError(f"--num-fewshot {k}: the MMLU-Redux CSVs hold test questions only; "
-                            "pass --data-dir with the MMLU data (dev/ and test/ folders or "
-                            "data.tar) for few-shot, or leave --data-dir out to use cais/mmlu.")
+                            "leave --data-dir out to use the bundled MMLU (or pass MMLU's own "
+                            "dev/ and test/ folders or data.tar) for few-shot.")
         return super().shots(data, q, k)
 
     def tree(self, units: Sequence[str]) -> list[Node]:

@@ -87,7 +87,8 @@ class MMMLU(Task):
             out[name] = tuple(f"{loc}.{s}" for loc in self.languages for s in subjects)
         return out
 
-    def load(self, data_dir: str | None, units: tuple[str, ...]) -> TaskData:
+    def load(self, data_dir: str | None, units: tuple[str, ...],
+             source: str | None = None) -> TaskData:
         locales = sorted({split_unit(u)[0] for u in units})
         stems = {loc: "mmlu_" + LOCALES[loc][0].replace("_", "-") for loc in locales}
         root, source = tabular.source_root(HUB_REPO, REVISION,
