@@ -194,10 +194,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(outcome.table)
     f = outcome.footer
     if f and outcome.scored:
-        print(f"Scored {outcome.scored} of {f['questions']} questions in {f['wall_seconds']:.1f} s "
-              f"({f['tokens_per_second'] or 0:.0f} tokens/s)")
+        print(f"Scored {outcome.scored} of {f.questions} questions in {f.wall_seconds:.1f} s "
+              f"({f.tokens_per_second or 0:.0f} tokens/s)")
     elif f:
-        print(f"Nothing left to score: all {f['questions']} questions were recorded before.")
+        print(f"Nothing left to score: all {f.questions} questions were recorded before.")
     print(f"Results in {outcome.out_dir}/ (records.jsonl, results.json, results.md)")
     return 0
 

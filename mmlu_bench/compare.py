@@ -15,7 +15,7 @@ from pathlib import Path
 from . import backends, stats, summary
 from .errors import UserError
 from .records import RECORDS, read
-from .schema import GroupResult, QuestionRecord
+from .schema import GroupResult, QuestionRecord, RunHeader
 
 ALPHA = 0.05
 
@@ -23,7 +23,7 @@ ALPHA = 0.05
 @dataclass(frozen=True, slots=True)
 class Run:
     path: Path
-    header: dict
+    header: RunHeader
     records: list[QuestionRecord]
     finished: bool
     rows: dict[str, GroupResult]  # by name: the task, its groups, its units
@@ -92,8 +92,8 @@ def warnings(a: Run, b: Run) -> list[str]:
     out = []
     for key, what in (("num_fewshot", "few-shot examples"), ("prompt_format", "prompt formats"),
                       ("limit", "--limit"), ("sample", "--sample"), ("seed", "sample seeds")):
-        if a.header.get(key) != b.header.get(key):
-            out.append(f"different {what}: {a.header.get(key)} vs {b.header.get(key)}")
+        if getattr(a.header, key) != getattr(b.header, key):
+            out.append(f"different {what}: {getattr(a.header, key)} vs {getattr(b.header, key)}")
     qa, qb = {r.qid for r in a.records}, {r.qid for r in b.records}
     if qa != qb:
         out.append(f"different question sets: {len(qa)} vs {len(qb)} questions, {len(qa & qb)} "
@@ -141,8 +141,8 @@ def render(runs: Sequence[Run], seed: int = 0) -> str:
     out = ["Runs:"]
     for i, r in enumerate(runs):
         h, e = r.header, r.estimate
-        out.append(f"  {chr(ord('A') + i)}: {r.path}  {h['backend']}:{backends.model_slug(h['model'])}, "
-                   f"{h['num_fewshot']}-shot, {e.n} questions, accuracy {_fmt(e.acc).strip()} "
+        out.append(f"  {chr(ord('A') + i)}: {r.path}  {h.backend}:{backends.model_slug(h.model)}, "
+                   f"{h.num_fewshot}-shot, {e.n} questions, accuracy {_fmt(e.acc).strip()} "
                    f"± {_fmt(e.stderr).strip()}")
     out += ["", "By category:"] + _delta_table(runs, 1)
     out += ["", "By subject (largest drop first):"] + _delta_table(runs, 2)

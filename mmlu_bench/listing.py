@@ -44,10 +44,10 @@ def find(root: Path) -> list[RunRow]:
             log.warning("skipped: %s", e)
             continue
         est = summary.build(header, records, footer is not None)
-        state = "partial" if footer is None else ("sample" if header.get("sample") else "done")
-        rows.append(RunRow(str(path.parent), backends.model_slug(header["model"]),
-                           header["backend"], header["num_fewshot"], est.n, est.acc, est.stderr,
-                           header.get("started", ""), state))
+        state = "partial" if footer is None else ("sample" if header.sample else "done")
+        rows.append(RunRow(str(path.parent), backends.model_slug(header.model), header.backend,
+                           header.num_fewshot, est.n, est.acc, est.stderr, header.started,
+                           state))
     return rows
 
 

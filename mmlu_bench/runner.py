@@ -15,9 +15,9 @@ from . import __version__, backends, dataset, prompts, sampling, scoring
 from .config import RunConfig
 from .errors import UserError
 from .interrupts import signals_held
-from .records import (RECORDS, RecordWriter, disk_error, folder_lock, header_json, read,
-                      write_atomic)
-from .schema import Generation, GroupResult, Question, RunHeader, ScoreRequest
+from .records import RECORDS, RecordWriter, disk_error, folder_lock, read, write_atomic
+from .schema import (Generation, GroupResult, Question, RunFooter, RunHeader, ScoreRequest,
+                     header_from_json, to_json)
 from .tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,6 @@ log = logging.getLogger(__name__)
 # Header fields that must match for a resume: what changes the numbers.
 IDENTITY = ("task", "task_options", "model", "backend", "num_fewshot", "limit", "subjects",
             "data_fingerprint", "prompt_format", "sample", "seed")
-# What a header written before a field existed means by its absence.
-ABSENT = {"task": "mmlu", "task_options": {}}
 # Settings that change what is computed. Speed settings (batch size, threads, concurrency,
 # timeout) may change on resume: a run that ran out of memory resumes with a smaller batch.
 IDENTITY_SETTINGS = ("quantize", "prefix_sharing", "n_gpu_layers", "ctx_size", "model_name")
@@ -58,7 +56,7 @@ class Outcome:
     out_dir: Path
     table: str
     scored: int  # questions scored by this invocation (not resumed)
-    footer: dict | None = None  # totals and this invocation's wall time and tokens/s
+    footer: RunFooter | None = None  # totals and this invocation's wall time and tokens/s
 
 
 def plan(config: RunConfig) -> Plan:
@@ -166,9 +164,9 @@ def resume_check(path: Path, header: RunHeader, resume_keys: tuple[str, ...]
     if not path.exists():
         return set(), False
     old, records, footer = read(path)
-    new = header_json(header)
-    diffs = [(k, old.get(k, ABSENT.get(k)), new.get(k)) for k in IDENTITY]
-    old_info, new_info = old.get("backend_info", {}), new["backend_info"]
+    new = header_from_json(to_json(header))  # as it will read back: lists, not tuples
+    diffs = [(k, getattr(old, k), getattr(new, k)) for k in IDENTITY]
+    old_info, new_info = old.backend_info, new.backend_info
     # Each backend declares what identifies its model (a file's sha256, an Ollama digest).
     diffs += [(f"backend_info.{k}", old_info.get(k), new_info.get(k)) for k in resume_keys]
     old_set, new_set = old_info.get("settings", {}), new_info["settings"]
@@ -215,7 +213,7 @@ def _check_capability(config: RunConfig, needs: str) -> None:
 
 
 def _score_all(backend, p: Plan, writer: RecordWriter, done: set[str],
-               config: RunConfig) -> tuple[int, dict]:
+               config: RunConfig) -> tuple[int, RunFooter]:
     """Score what is not yet recorded, then rewrite the records in order with a footer."""
     start = time.perf_counter()
     try:
@@ -228,9 +226,8 @@ def _score_all(backend, p: Plan, writer: RecordWriter, done: set[str],
         _, records, _ = read(writer.path)
         # wall_seconds and tokens_per_second time this invocation only: with `started`, the
         # only fields in which a resumed run's records differ from an uninterrupted run's.
-        footer = {"questions": len(records), "tokens": sum(r.n_tokens for r in records),
-                  "wall_seconds": round(elapsed, 3),
-                  "tokens_per_second": round(tokens / elapsed, 1) if tokens else None}
+        footer = RunFooter(len(records), sum(r.n_tokens for r in records), round(elapsed, 3),
+                           round(tokens / elapsed, 1) if tokens else None)
         writer.finalize(list(p.questions), footer)
     finally:
         writer.close()
@@ -281,7 +278,7 @@ def _progress(config: RunConfig, total: int, done: int):
                 dynamic_ncols=True)
 
 
-def write_reports(out_dir: Path, scored: int = 0, footer: dict | None = None) -> Outcome:
+def write_reports(out_dir: Path, scored: int = 0, footer: RunFooter | None = None) -> Outcome:
     """results.json, results.md and report.html, from one Summary of records.jsonl."""
     from . import report_formats, summary
 

@@ -144,7 +144,7 @@ def run(model: str, out: Path, env: dict, *extra: str) -> tuple[dict, dict, str]
     assert code == 0, stderr
     header, records, _ = read(out / "records.jsonl")
     assert len(records) == 6
-    return {r.qid: r for r in records}, header["backend_info"], stderr
+    return {r.qid: r for r in records}, header.backend_info, stderr
 
 
 @pytest.fixture(scope="module")

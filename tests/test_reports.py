@@ -60,15 +60,15 @@ def test_report_without_records_is_a_clear_error(tmp_path, capsys):
 
 def test_sample_run_records_sample_and_seed_and_reports_the_estimate(fake_runs):
     header, records, _ = read(fake_runs / "s30" / RECORDS)
-    assert (header["sample"], header["seed"], len(records)) == (30, 4, 30)
-    assert header["population"] == {"anatomy": 135, "econometrics": 114, "formal_logic": 126,
+    assert (header.sample, header.seed, len(records)) == (30, 4, 30)
+    assert header.population == {"anatomy": 135, "econometrics": 114, "formal_logic": 126,
                                     "virology": 166}  # the 4 test files
     results = json.loads((fake_runs / "s30" / "results.json").read_text())
     assert results["sample"]["n"] == 30 and results["sample"]["population"] == 541
     low, high = results["sample"]["ci95"]
     assert low < results["sample"]["acc"] < high
     assert "Stratified sample of 30 of 541" in (fake_runs / "s30" / "results.md").read_text()
-    assert read(fake_runs / "a0" / RECORDS)[0]["sample"] is None
+    assert read(fake_runs / "a0" / RECORDS)[0].sample is None
     assert "stratified-sample estimate" in (fake_runs / "s30" / "report.html").read_text()
 
 
