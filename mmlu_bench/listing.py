@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import backends, summary
+from . import summary
+from .model_spec import model_slug
 from .errors import UserError
 from .records import RECORDS, read
 
@@ -45,7 +46,7 @@ def find(root: Path) -> list[RunRow]:
             continue
         est = summary.build(header, records, footer is not None)
         state = "partial" if footer is None else ("sample" if header.sample else "done")
-        rows.append(RunRow(str(path.parent), backends.model_slug(header.model), header.backend,
+        rows.append(RunRow(str(path.parent), model_slug(header.model), header.backend,
                            header.num_fewshot, est.n, est.acc, est.stderr, header.started,
                            state))
     return rows

@@ -88,13 +88,8 @@ def plan(config: RunConfig) -> Plan:
 
 def with_requests(p: Plan, backend) -> Plan:
     """The plan's requests rendered with the backend's chat template, when its format needs
-    one (`chat` capability); the plan itself otherwise."""
-    if p.render is None:
-        return p
-    if "chat" not in getattr(backend, "capabilities", ()):
-        raise UserError(f"the {backend.name}: backend cannot apply a chat template; leave out "
-                        "--apply-chat-template, or use hf:, gguf:, openai: or ollama:.")
-    return p.render(p, backend.chat_renderer())
+    one (checked before it loaded: _check_capabilities); the plan itself otherwise."""
+    return p if p.render is None else p.render(p, backend.chat_renderer())
 
 
 def _selection(task, data, units: tuple[str, ...], config: RunConfig) -> dict[str, tuple]:
@@ -189,13 +184,13 @@ def run(config: RunConfig) -> Outcome:
     """Score every planned question not yet recorded, then write results from the records."""
     p = plan(config)
     with folder_lock(p.out_dir):
-        _check_capability(config, p.fmt.needs)
+        spec = _check_capabilities(config, p)
         backend = backends.create(config)
         try:
             p = with_requests(p, backend)
             header = make_header(config, p, backend.info())
             path = p.out_dir / RECORDS
-            done, finished = resume_check(path, header, backend.resume_keys)
+            done, finished = resume_check(path, header, spec.resume_keys)
             if finished and done >= set(p.questions):
                 return write_reports(p.out_dir, 0, read(path)[2])
             scored, footer = _score_all(backend, p, RecordWriter(path, header), done, config)
@@ -204,12 +199,17 @@ def run(config: RunConfig) -> Outcome:
         return write_reports(p.out_dir, scored, footer)
 
 
-def _check_capability(config: RunConfig, needs: str) -> None:
+def _check_capabilities(config: RunConfig, p: Plan) -> backends.BackendSpec:
     """Refuse, before a model loads, a backend that cannot do what the format needs."""
-    cls = backends.backend_class(config.backend)
-    if needs not in cls.capabilities:
-        raise UserError(f"--format {config.format} needs a backend that can {needs}; the "
+    spec = backends.spec(config.backend)
+    if p.fmt.needs not in spec.capabilities:
+        raise UserError(f"--format {config.format} needs a backend that can {p.fmt.needs}; the "
                         f"{config.backend}: backend cannot: use another backend or format.")
+    if p.render is not None and "chat" not in spec.capabilities:
+        able = ", ".join(f"{s.name}:" for s in backends.SPECS if "chat" in s.capabilities)
+        raise UserError(f"the {config.backend}: backend cannot apply a chat template; leave out "
+                        f"--apply-chat-template, or use {able}")
+    return spec
 
 
 def _score_all(backend, p: Plan, writer: RecordWriter, done: set[str],

@@ -1,5 +1,7 @@
-"""What servers answer, read in one place: the letters' log-probabilities and the generated
-text, from OpenAI-compatible servers and from Ollama, for the plain and the chat endpoints alike.
+"""What each kind of server speaks (ServerAPI: OPENAI, OLLAMA), and its answers read in one
+place: the letters' log-probabilities and the generated text, from the plain and the chat
+endpoints alike. (The request bodies: openai_compat.py, ollama.py, server_chat.py,
+server_generate.py.)
 
 Shapes (the first generated token's alternatives; token texts carry their leading space, " A"):
 - OpenAI /completions (legacy): choices[0].logprobs = {tokens, token_logprobs,
@@ -16,14 +18,32 @@ temperature 0 a retry would do the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from ..errors import BackendError
+from ..schema import GenerateRequest
+from . import server_generate
 from .http import Transient
 
 # (token text -> logprob at the first generated position, the prompt's token count or 0)
 Letters = tuple[dict[str, float], int]
 
 
+@dataclass(frozen=True, slots=True)
+class ServerAPI:
+    """One kind of server: where a ServerBackend sends each request and how it reads the
+    answers."""
+
+    path: str  # letters after a plain prompt
+    chat_path: str  # letters after chat messages (--apply-chat-template)
+    letters: Callable[[object], Letters]  # reads both endpoints' answers
+    text_request: Callable[[str, GenerateRequest], tuple[str, dict]]  # generative formats
+    text: Callable[[object], tuple[str, str, int]]  # reads a generated text
+
+
 def openai_letters(answer) -> Letters:
+
     """From a /completions or /chat/completions answer, in either logprobs shape."""
     try:
         return _openai_alternatives(answer), _count(answer, "usage", "prompt_tokens")
@@ -133,3 +153,9 @@ def _count(answer, *keys: str) -> int:
     for key in keys:
         value = value.get(key) if isinstance(value, dict) else None
     return int(value or 0)
+
+
+OPENAI = ServerAPI("/completions", "/chat/completions", openai_letters,
+                   server_generate.openai_request, openai_text)
+OLLAMA = ServerAPI("/api/generate", "/api/chat", ollama_letters, server_generate.ollama_request,
+                   ollama_text)
