@@ -1,4 +1,5 @@
-"""The command line: flags -> RunConfig -> runner. Printing happens here and nowhere else."""
+"""The command line, a thin layer over the Python API (api.py): `run`'s flags are evaluate()'s
+keywords. Printing happens here and nowhere else."""
 
 from __future__ import annotations
 
@@ -193,30 +194,32 @@ def _results_parsers(sub) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """evaluate() with the flags as keywords, into --output or the default folder for them."""
+    from .api import evaluate
     from .config import RunConfig
     from .interrupts import interrupts
-    from .runner import run
 
     settings = {k: v for k, v in vars(args).items()
                 if k not in ("command", "verbose", "model", "argv")}
-    config = RunConfig.from_spec(args.model, **settings)
+    config = RunConfig.from_spec(args.model, **settings)  # the folder the flags name
+    settings["output"] = config.output_dir()
     try:
         with interrupts():  # SIGINT and SIGTERM: stop, keep the records, say how to resume
-            outcome = run(config)
+            result = evaluate(args.model, **settings)
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
         print(f"\nInterrupted ({signal.Signals(signum).name}). Everything scored so far is in "
               f"{config.output_dir()}; resume with:\n  {_resume_command(config, args.argv)}",
               file=sys.stderr)
         return 128 + signum
-    print(outcome.table)
-    f = outcome.footer
-    if f and outcome.scored:
-        print(f"Scored {outcome.scored} of {f.questions} questions in {f.wall_seconds:.1f} s "
+    print(result.report("table"))
+    f = result.footer
+    if result.scored:
+        print(f"Scored {result.scored} of {f.questions} questions in {f.wall_seconds:.1f} s "
               f"({f.tokens_per_second or 0:.0f} tokens/s)")
-    elif f:
+    else:
         print(f"Nothing left to score: all {f.questions} questions were recorded before.")
-    print(f"Results in {outcome.out_dir}/ (records.jsonl, results.json, results.md)")
+    print(f"Results in {result.folder}/ (records.jsonl, results.json, results.md)")
     return 0
 
 
@@ -243,19 +246,17 @@ def _shell_words(argv: list[str]) -> list[str]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report_formats import render
+    from .api import load_run
 
     # Prints only: the run's own files stay as the run wrote them.
-    print(render(Path(args.run_dir), args.format), end="")
+    print(load_run(args.run_dir).report(args.format), end="")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from . import compare
+    from .api import compare
 
-    if len(args.run_dirs) < 2:
-        raise UserError("compare needs two run folders or more; the first is the baseline.")
-    print(compare.render([compare.load(d) for d in args.run_dirs], args.seed), end="")
+    print(compare(*args.run_dirs, seed=args.seed), end="")
     return 0
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from . import bundled, stats, summary, svg
 from .errors import UserError
-from .records import RECORDS, read
 from .schema import LETTERS, GroupResult, Question, QuestionRecord, RunFooter, RunHeader, Summary
 from .svg import esc
 
@@ -30,13 +29,6 @@ text-align:left;vertical-align:top}td.num{text-align:right;font-variant-numeric:
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px;font-size:.9em}
 dt{color:#666}dd{margin:0;word-break:break-all}pre{white-space:pre-wrap;margin:0}
 """
-
-
-def render_run(run_dir: Path) -> str:
-    """The page for a run folder, from its records.jsonl."""
-    header, records, footer = read(Path(run_dir) / RECORDS)
-    return render(header, records, footer, summary.build(header, records, footer is not None),
-                  questions(header, records))
 
 
 def questions(header: RunHeader, records: Sequence[QuestionRecord]) -> dict[str, Question]:

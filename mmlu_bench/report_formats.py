@@ -1,4 +1,5 @@
-"""`mmlu-bench report RUN_DIR --format ...`: one run's report as text, from records.jsonl alone.
+"""A run's reports as text (Result.report, `mmlu-bench report RUN_DIR --format ...`), each
+rendered from the run's header, records, footer and Summary alone:
 
 table    lm-eval's tables, as `run` prints them
 markdown a document to paste into an issue or README: run details, estimate, tables
@@ -9,25 +10,11 @@ html     html_report: the self-contained page `run` writes as report.html
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from . import gen_metrics, html_report, report, sampling, stats, summary
-from .errors import UserError
-from .records import RECORDS, read
 from .schema import QuestionRecord, RunFooter, RunHeader, Summary
 
 FORMATS = ("table", "markdown", "json", "html")
-
-
-def render(run_dir: Path, fmt: str) -> str:
-    path = Path(run_dir) / RECORDS
-    if not path.is_file():
-        raise UserError(f"{run_dir}: no {RECORDS} here; pass a run folder written by "
-                        "`mmlu-bench run`.")
-    if fmt not in FORMATS:
-        raise UserError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}.")
-    header, records, footer = read(path)
-    return RENDER[fmt](header, records, footer, summary.build(header, records, footer is not None))
 
 
 def table(header: RunHeader, records: list[QuestionRecord], footer: RunFooter | None,

@@ -16,7 +16,8 @@ from .config import RunConfig
 from .errors import UserError
 from .interrupts import signals_held
 from .records import RECORDS, RecordWriter, disk_error, folder_lock, read, write_atomic
-from .schema import (Generation, GroupResult, Question, RunFooter, RunHeader, ScoreRequest,
+from .result import Result, load
+from .schema import (Generation, Question, RunFooter, RunHeader, ScoreRequest,
                      header_from_json, to_json)
 from .tasks.base import Task
 
@@ -50,16 +51,8 @@ class Plan:
     fmt: object = None  # the formats.Format that built the requests and reads the answers
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    rows: list[GroupResult]
-    out_dir: Path
-    table: str
-    scored: int  # questions scored by this invocation (not resumed)
-    footer: RunFooter | None = None  # totals and this invocation's wall time and tokens/s
-
-
-def plan(config: RunConfig) -> Plan:
+def plan(config: RunConfig, out_dir: Path | None = None) -> Plan:
+    """What `config` asks, in the run folder `out_dir` (default: the config's)."""
     task, fmt = config.task_spec(), config.format_spec()
     units = task.resolve(config.subjects)
     data = task.load(config.data_dir, units, config.data_source)
@@ -78,7 +71,8 @@ def plan(config: RunConfig) -> Plan:
                        render=None, chat=fmt.header_chat(renderer))
 
     population = {u: len(data.test[u]) for u in units} if config.sample else {}
-    p = Plan(task, "", units, questions, {}, dataset.fingerprint(used), config.output_dir(),
+    p = Plan(task, "", units, questions, {}, dataset.fingerprint(used),
+             out_dir or config.output_dir(),
              data.source, population, render, fmt=fmt)
     if not fmt.needs_renderer:  # plain prompts: every request built before anything is written
         p = render(p)
@@ -180,9 +174,10 @@ def _short(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def run(config: RunConfig) -> Outcome:
-    """Score every planned question not yet recorded, then write results from the records."""
-    p = plan(config)
+def run(config: RunConfig, out_dir: Path | None = None, reports: bool = True) -> Result:
+    """Score every planned question not yet recorded in the run folder (`out_dir`, else the
+    config's), then read the run back from its records (and write its reports there)."""
+    p = plan(config, out_dir)
     with folder_lock(p.out_dir):
         spec = _check_capabilities(config, p)
         backend = backends.create(config)
@@ -191,12 +186,15 @@ def run(config: RunConfig) -> Outcome:
             header = make_header(config, p, backend.info())
             path = p.out_dir / RECORDS
             done, finished = resume_check(path, header, spec.resume_keys)
-            if finished and done >= set(p.questions):
-                return write_reports(p.out_dir, 0, read(path)[2])
-            scored, footer = _score_all(backend, p, RecordWriter(path, header), done, config)
+            scored = 0
+            if not (finished and done >= set(p.questions)):
+                scored = _score_all(backend, p, RecordWriter(path, header), done, config)
         finally:
             backend.close()
-        return write_reports(p.out_dir, scored, footer)
+        result = load(p.out_dir, scored)
+        if reports:
+            write_reports(result)
+        return result
 
 
 def _check_capabilities(config: RunConfig, p: Plan) -> backends.BackendSpec:
@@ -213,7 +211,7 @@ def _check_capabilities(config: RunConfig, p: Plan) -> backends.BackendSpec:
 
 
 def _score_all(backend, p: Plan, writer: RecordWriter, done: set[str],
-               config: RunConfig) -> tuple[int, RunFooter]:
+               config: RunConfig) -> int:
     """Score what is not yet recorded, then rewrite the records in order with a footer."""
     start = time.perf_counter()
     try:
@@ -231,7 +229,7 @@ def _score_all(backend, p: Plan, writer: RecordWriter, done: set[str],
         writer.finalize(list(p.questions), footer)
     finally:
         writer.close()
-    return scored, footer
+    return scored
 
 
 def _stream(backend, p: Plan, done: set[str]):
@@ -272,24 +270,18 @@ def _record(stream, p: Plan, done: set[str], writer: RecordWriter, bar) -> tuple
 
 
 def _progress(config: RunConfig, total: int, done: int):
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # a widget in a notebook, a text bar in a terminal
 
     return tqdm(total=total, initial=done, unit="q", desc="Scoring", disable=not config.progress,
                 dynamic_ncols=True)
 
 
-def write_reports(out_dir: Path, scored: int = 0, footer: RunFooter | None = None) -> Outcome:
-    """results.json, results.md and report.html, from one Summary of records.jsonl."""
-    from . import report_formats, summary
-
-    header, records, written = read(out_dir / RECORDS)
-    s = summary.build(header, records, written is not None)
-    texts = {name: report_formats.RENDER[fmt](header, records, written, s)
-             for name, fmt in (("results.md", "table"), ("results.json", "json"),
-                               ("report.html", "html"))}
+def write_reports(result: Result) -> None:
+    """results.md, results.json and report.html in the run folder, from the run's Summary."""
+    texts = {name: result.report(fmt) for name, fmt in (
+        ("results.md", "table"), ("results.json", "json"), ("report.html", "html"))}
     try:
         for name, text in texts.items():
-            write_atomic(out_dir / name, text)
+            write_atomic(result.folder / name, text)
     except OSError as e:
-        raise disk_error(e, out_dir) from None
-    return Outcome(list(s.rows), out_dir, texts["results.md"], scored, footer)
+        raise disk_error(e, result.folder) from None

@@ -113,8 +113,24 @@ def test_importing_the_package_loads_nothing_heavy():
     model library, and the import itself takes little time."""
     code = ("import sys, time; t = time.perf_counter(); import mmlu_bench; "
             "took = time.perf_counter() - t; "
+            "mmlu_bench.evaluate, mmlu_bench.load_run, mmlu_bench.compare, mmlu_bench.Result; "
             f"print(took, *sorted(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out[1:] == [], f"imported: {out[1:]}"
     assert float(out[0]) < 0.5, f"import mmlu_bench took {float(out[0]):.3f} s"
+
+
+def test_the_api_names_are_the_functions_even_after_the_modules_load():
+    """`mmlu_bench.compare` stays the function once every module is imported (the comparison
+    module is not called `compare`, which would replace it)."""
+    import importlib
+
+    import mmlu_bench
+    from mmlu_bench import api
+
+    for name in modules():
+        if ".backends." not in name:  # a backend's module imports its model library
+            importlib.import_module(name)
+    assert mmlu_bench.compare is api.compare and mmlu_bench.evaluate is api.evaluate
+    assert set(mmlu_bench.__all__) <= set(dir(mmlu_bench))
