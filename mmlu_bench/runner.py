@@ -206,7 +206,7 @@ def _check_capabilities(config: RunConfig, p: Plan) -> backends.BackendSpec:
     if p.render is not None and "chat" not in spec.capabilities:
         able = ", ".join(f"{s.name}:" for s in backends.SPECS if "chat" in s.capabilities)
         raise UserError(f"the {config.backend}: backend cannot apply a chat template; leave out "
-                        f"--apply-chat-template, or use {able}")
+                        f"--apply-chat-template, or use {able}.")
     return spec
 
 

@@ -156,20 +156,23 @@ def test_to_pandas_has_one_row_per_record(mmlu_dir):
 
 
 def test_a_missing_capability_is_refused_before_the_backend_is_imported(mmlu_dir):
-    """mlx: cannot generate: evaluate says so from the backend's spec, without importing
-    mlx (or torch) and without loading anything."""
+    """mlx: can neither generate nor apply a chat template: evaluate says so from the
+    backend's spec, without importing mlx (or torch) and without loading anything."""
     code = ("import sys, mmlu_bench\n"
-            "try:\n"
-            f"    mmlu_bench.evaluate('mlx:./no-such-model', format='generative', "
-            f"data_dir={str(mmlu_dir)!r}, subjects='anatomy', limit=1, progress=False)\n"
-            "except mmlu_bench.UserError as e:\n"
-            "    print(e)\n"
+            "for asked in ({'format': 'generative'}, {'apply_chat_template': True}):\n"
+            "    try:\n"
+            "        mmlu_bench.evaluate('mlx:./no-such-model', subjects='anatomy', limit=1, "
+            f"data_dir={str(mmlu_dir)!r}, progress=False, **asked)\n"
+            "    except mmlu_bench.UserError as e:\n"
+            "        print(e)\n"
             "print(sorted(m for m in ('mlx', 'mlx_lm', 'torch', 'transformers') "
             "if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT).stdout.splitlines()
     assert out == ["--format generative needs a backend that can generate; the mlx: backend "
-                   "cannot: use another backend or format.", "[]"]
+                   "cannot: use another backend or format.",
+                   "the mlx: backend cannot apply a chat template; leave out "
+                   "--apply-chat-template, or use hf:, gguf:, openai:, ollama:, fake:.", "[]"]
 
 
 @pytest.mark.slow
