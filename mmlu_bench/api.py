@@ -27,7 +27,7 @@ def evaluate(model: str, *, output: str | Path | None = None, **options) -> Resu
         "openai:http://127.0.0.1:8000/v1" (with model_name=...), "ollama:name", "fake:x".
     options: `mmlu-bench run`'s options, with its defaults (config.RunConfig's fields): task
         ("mmlu"), format ("plain"), num_fewshot (0), limit, sample and seed, subjects
-        ("stem", "anatomy,virology"), data_dir, languages, redux_subset,
+        ("stem", "anatomy,virology"), data_dir, data_source, languages, redux_subset,
         apply_chat_template, fewshot_as_multiturn, system_instruction, device, dtype,
         quantize, batch_size, prefix_sharing, n_gpu_layers, threads, ctx_size, model_name,
         api_key (default: $OPENAI_API_KEY), concurrency, timeout, ollama_direct, progress.

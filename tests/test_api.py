@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,6 +39,9 @@ def test_evaluate_takes_exactly_the_run_commands_options():
     other way round, but the backend, which --model's prefix names."""
     dests = {a.dest for a in subparsers()["run"]._actions if a.dest != "help"}
     assert dests == {f.name for f in dataclasses.fields(RunConfig)} - {"backend"}
+    documented = mmlu_bench.evaluate.__doc__
+    missing = [d for d in sorted(dests) if not re.search(rf"\b{d}\b", documented)]
+    assert missing == [], "every option is named in evaluate's docstring"
     with pytest.raises(ConfigError, match="unknown setting.*num_shots"):
         mmlu_bench.evaluate("fake:x", num_shots=5)
 
