@@ -61,7 +61,8 @@ RUN_OPTIONS = (
     )),
     ("llama.cpp (gguf:)", (
         ("--n-gpu-layers", dict(type=int, help="llama.cpp layers to offload")),
-        ("--threads", dict(type=int, help="llama.cpp CPU threads")),
+        ("--threads", dict(type=int, help="CPU threads of hf: and gguf: (default: the cores "
+                                          "other work leaves free, re-read as the run goes)")),
         ("--ctx-size", dict(type=int, help="llama.cpp context size (default 4096)")),
     )),
     ("servers (openai:, ollama:)", (

@@ -24,7 +24,7 @@ def groups_of(sizes, log, open_now=None):
 
 def run(groups, forward, calls=None, n=2):
     calls = [] if calls is None else calls
-    return list(lanes.run(groups, forward, n, calls.append, 1, 7))
+    return list(lanes.run(groups, forward, n, calls.append, lambda: 1, 7))
 
 
 def test_every_batch_once_with_its_groups_state_and_threads_restored():
@@ -102,7 +102,7 @@ def test_a_caller_that_stops_early_stops_the_lanes():
         time.sleep(0.01)  # 100 batches take a second in each lane
         return batch
 
-    stream = lanes.run(groups_of([100], []), forward, 2, calls.append, 1, 7)
+    stream = lanes.run(groups_of([100], []), forward, 2, calls.append, lambda: 1, 7)
     next(stream)
     stream.close()
     assert len(seen) < 100 and calls[-1] == 7

@@ -113,6 +113,7 @@ def _run(backend, batch: list[_Row], shared: int, prefix_cache) -> None:
     active = list(range(len(batch)))
     with torch.inference_mode():
         while active:
+            backend.use_threads()  # a step is short: the load is followed step by step
             kwargs = {backend._cache_arg: cache} if cache is not None else {}
             out = backend.model(input_ids=ids.to(backend.device),
                                 attention_mask=mask.to(backend.device),

@@ -25,6 +25,7 @@ from ..errors import BackendError, ModelError
 from ..schema import ChoiceScores, ScoreRequest
 from . import tokens as tk
 from .base import UnitScorer
+from .cpu_share import CpuShare
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ class LlamaCppBackend(UnitScorer):
 
         self.path = Path(config.model).expanduser()
         self.n_gpu_layers = config.n_gpu_layers if llama_cpp.llama_supports_gpu_offload() else 0
-        self.llm = _load(self.path, config)
+        self.cpu = CpuShare(config.threads)
+        self._threads = self.cpu.threads
+        self.llm = _load(self.path, config, *_counts(self.cpu, self._threads))
         self.n_ctx = self.llm.n_ctx()
         # lm-eval's left-truncation limit is the model's trained context; longer prompts than
         # the context we allocated are refused (see _check_fits), never silently cut.
@@ -62,7 +65,15 @@ class LlamaCppBackend(UnitScorer):
             self._identity = file_identity(self.path)
         device = f"gpu ({self.n_gpu_layers} layers)" if self.n_gpu_layers else "cpu"
         return {"device": device, "dtype": "gguf", "n_ctx": self.n_ctx,
-                "tokenizer": self.tokenizer, **self._identity}
+                "tokenizer": self.tokenizer, **self.cpu.info(), **self._identity}
+
+    def use_threads(self) -> None:
+        """The next evaluations run on as many threads as the load allows (cpu_share.py)."""
+        if (n := self.cpu.check()) != self._threads:
+            import llama_cpp
+
+            self._threads = n
+            llama_cpp.llama_set_n_threads(self.llm.ctx, *_counts(self.cpu, n))
 
     def close(self) -> None:
         if self.llm is not None:
@@ -166,6 +177,7 @@ class LlamaCppBackend(UnitScorer):
         shared = min(_common_length(llm.input_ids[: llm.n_tokens], tokens), first)
         llm.n_tokens = shared  # eval() drops the KV cache from here on
         out = []
+        self.use_threads()
         for end in range(first + 1, len(tokens) + 1):
             llm.n_tokens = max(0, min(llm.n_tokens, end - MIN_EVAL))
             llm.eval(tokens[llm.n_tokens:end])
@@ -193,7 +205,14 @@ def _fallback(why: str) -> str:
     return f"llama.cpp ({why})"
 
 
-def _load(path: Path, config):
+def _counts(cpu: CpuShare, n: int) -> tuple[int, int]:
+    """(threads for one-token decoding steps, for prompt batches). Unless --threads fixes
+    both, decoding keeps llama-cpp-python's default of half the cores (one thread for a
+    token's small products waits less at each barrier), fewer when the load leaves fewer."""
+    return (n if cpu.fixed else max(1, min(n, cpu.most // 2))), n
+
+
+def _load(path: Path, config, n_threads: int, n_threads_batch: int):
     if not path.is_file():
         raise ModelError(f"{path}: no such GGUF file; check the path.")
     with open(path, "rb") as f:
@@ -205,7 +224,7 @@ def _load(path: Path, config):
         # n_threads alone would leave prompt evaluation (all of scoring) on every core.
         with _without_amx():
             return Llama(model_path=str(path), n_gpu_layers=config.n_gpu_layers,
-                         n_threads=config.threads, n_threads_batch=config.threads,
+                         n_threads=n_threads, n_threads_batch=n_threads_batch,
                          n_ctx=config.ctx_size, logits_all=False, verbose=False)
     except (ValueError, RuntimeError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
