@@ -29,6 +29,7 @@ examples:
   mmlu-bench run --model demo --limit 10
   mmlu-bench run --model HuggingFaceTB/SmolLM2-1.7B-Instruct --num-fewshot 5
   mmlu-bench run --model gguf:model.Q4_K_M.gguf --n-gpu-layers 99 --sample 1000
+  mmlu-bench run --model vllm:meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 2
   mmlu-bench run --model ollama:llama3.2 --subjects stem
   mmlu-bench run --model openai:http://127.0.0.1:8080/v1 --model-name my-model
 
@@ -97,6 +98,16 @@ def _run_parser(sub) -> None:
     g.add_argument("--n-gpu-layers", type=int, default=0, help="llama.cpp layers to offload")
     g.add_argument("--threads", type=int, help="llama.cpp CPU threads")
     g.add_argument("--ctx-size", type=int, default=4096, help="llama.cpp context size")
+    v = p.add_argument_group("vLLM (vllm:)")
+    v.add_argument("--tensor-parallel-size", type=int, default=1,
+                   help="GPUs the model is split over (default 1)")
+    v.add_argument("--gpu-memory-utilization", type=float,
+                   help="fraction of each GPU's memory vLLM may take (vLLM's default 0.9)")
+    v.add_argument("--max-model-len", type=int,
+                   help="context length the engine allocates (default: the model's)")
+    v.add_argument("--vllm-arg", dest="vllm_args", action="append", default=[],
+                   metavar="KEY=VALUE", help="any other vLLM engine argument, repeatable "
+                   "(enforce_eager=true, quantization=awq, kv_cache_dtype=fp8)")
     s = p.add_argument_group("servers (openai:, ollama:)")
     s.add_argument("--model-name", help="the model id an openai: server serves")
     s.add_argument("--api-key", help="API key for openai: (default: $OPENAI_API_KEY)")

