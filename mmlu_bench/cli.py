@@ -99,11 +99,11 @@ def _run_parser(sub) -> None:
     g.add_argument("--threads", type=int, help="llama.cpp CPU threads")
     g.add_argument("--ctx-size", type=int, default=4096, help="llama.cpp context size")
     v = p.add_argument_group("vLLM (vllm:)")
-    v.add_argument("--tensor-parallel-size", type=int, default=1,
+    v.add_argument("--tensor-parallel-size", type=int, default=1, metavar="N",
                    help="GPUs the model is split over (default 1)")
-    v.add_argument("--gpu-memory-utilization", type=float,
+    v.add_argument("--gpu-memory-utilization", type=float, metavar="F",
                    help="fraction of each GPU's memory vLLM may take (vLLM's default 0.9)")
-    v.add_argument("--max-model-len", type=int,
+    v.add_argument("--max-model-len", type=int, metavar="N",
                    help="context length the engine allocates (default: the model's)")
     v.add_argument("--vllm-arg", dest="vllm_args", action="append", default=[],
                    metavar="KEY=VALUE", help="any other vLLM engine argument, repeatable "

@@ -101,7 +101,8 @@ class VLLMServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
              "--served-model-name", self.MODEL_ID, "--host", "127.0.0.1", "--port",
-             str(self.port), "--dtype", "float32", "--enable-prefix-caching", "--seed", "1234", *extra],
+             str(self.port), "--dtype", "float32", "--enable-prefix-caching", "--seed", "1234",
+             *extra],
             stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **env},
             start_new_session=True)  # its engine and worker processes stop with it
         try:
@@ -327,6 +328,8 @@ class FaultProxy(_Threaded):
                 raw = json.dumps(_strip_logprobs(json.loads(raw))).encode()
             elif status == 200 and fault == "drop B":
                 raw = json.dumps(_drop(json.loads(raw), " B")).encode()
+            elif status == 200 and fault == "skew echo" and json.loads(body).get("echo"):
+                raw = json.dumps(_skew(json.loads(raw))).encode()
             h.send(status, raw)
 
     def forward(self, h: _Handler, body: bytes | None) -> None:
@@ -353,6 +356,14 @@ def _strip_logprobs(obj):
     if isinstance(obj, list):
         return [_strip_logprobs(v) for v in obj]
     return obj
+
+
+def _skew(answer: dict) -> dict:
+    """An echo answer whose prompt log-probabilities are all 0.5 nats off."""
+    for choice in answer["choices"]:
+        lps = choice["logprobs"]["token_logprobs"]
+        choice["logprobs"]["token_logprobs"] = [None if lp is None else lp + 0.5 for lp in lps]
+    return answer
 
 
 def _drop(obj, token: str):

@@ -18,14 +18,11 @@ import pytest
 from mmlu_bench import cli, records
 
 from .conftest import MMLU_DIR, REFERENCE_0SHOT, VLLM_ENV
-from .servers import VLLMServer
+from .servers import FaultProxy, VLLMServer
 
 pytestmark = pytest.mark.slow
 
-# Ten subjects (100 questions) keep the module to minutes on 2 cores; bench/bench_vllm.py
-# --server runs all 570.
-PLAIN = ("abstract_algebra,anatomy,astronomy,college_physics,econometrics,high_school_geography,"
-         "marketing,moral_disputes,virology,world_religions")
+ALL = ",".join(sorted(p.name.removesuffix("_test.csv") for p in (MMLU_DIR / "test").iterdir()))
 CHAT = "anatomy,marketing,virology"
 MODEL_ID = VLLMServer.MODEL_ID
 
@@ -36,19 +33,12 @@ def server(vllm_installed, smollm2_folder, mmlu_dir, tmp_path_factory):
     s = VLLMServer(smollm2_folder, tmp_path_factory.mktemp("vllm-server") / "server.log",
                    VLLM_ENV, ("--enforce-eager",))
     yield s
-    pids = s.pids()
-    s.stop()
-    left = [p for p in pids if _alive(p)]
-    assert not left, f"vLLM server processes left running: {left}"
-
-
-def _alive(pid: int) -> bool:
     import psutil
 
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    procs = [psutil.Process(p) for p in s.pids()]
+    s.stop()
+    _, left = psutil.wait_procs(procs, timeout=20)  # killed ones may take a moment to go
+    assert not left, f"vLLM server processes left running: {[p.pid for p in left]}"
 
 
 def run(out: Path, model: str, subjects: str, limit: str, *extra: str) -> Path:
@@ -77,13 +67,19 @@ def test_every_listener_of_the_server_is_on_the_loopback_address(server):
     assert {c.laddr.ip for c in listening} == {"127.0.0.1"}, listening
 
 
-def test_plain_letters_match_lm_eval(server, tmp_path):
-    """/v1/completions' top-20 log-probabilities are the model's own (vLLM returns raw
-    log-probabilities): every letter is found, within 1e-4 of lm-eval's."""
-    header, recs, _ = served(server, tmp_path / "plain", PLAIN, "10")
+@pytest.fixture(scope="module")
+def plain_run(server, tmp_path_factory):
+    return served(server, tmp_path_factory.mktemp("plain"), ALL, "10")
+
+
+def test_plain_letters_match_lm_eval(server, plain_run):
+    """All 570 0-shot questions: /v1/completions' top-20 log-probabilities are the model's own
+    (vLLM returns raw log-probabilities), and the letters outside them come from the echoed
+    prompt (server_echo.py): every letter within 1e-4 of lm-eval's."""
+    header, recs, _ = plain_run
     reference = {f"{r['subject']}/{r['doc_id']}": r
                  for r in map(json.loads, REFERENCE_0SHOT.open())}
-    assert len(recs) == 100
+    assert len(recs) == 570
     for r in recs:
         ref = reference[r.qid]
         assert (r.prompt_sha256, r.pred) == (ref["prompt_sha256"], ref["pred"]), r.qid
@@ -91,6 +87,28 @@ def test_plain_letters_match_lm_eval(server, tmp_path):
         assert max(abs(a - b) for a, b in zip(r.loglikelihoods, ref["loglikelihoods"],
                                                strict=True)) <= 1e-4, r.qid
     assert header["backend_info"]["server_model"] == MODEL_ID
+
+
+def test_an_echo_that_disagrees_with_the_top_20_is_not_used(server, plain_run, tmp_path,
+                                                           caplog):
+    """A server whose echoed log-probabilities differ from its top 20 (the proxy moves them
+    0.5 nats): the letters outside the top 20 stay missing, with one warning."""
+    _, clean, _ = plain_run
+    subject = "abstract_algebra"
+    with FaultProxy(server.base.removesuffix("/v1"), always="skew echo", skip=0) as proxy:
+        _, recs, _ = served(proxy_server(proxy), tmp_path / "skewed", subject, "10")
+    clean = {r.qid: r for r in clean}
+    missing = 0
+    for r in recs:
+        for a, b in zip(r.loglikelihoods, clean[r.qid].loglikelihoods, strict=True):
+            assert a is None or abs(a - b) <= 1e-4, r.qid
+            missing += a is None
+    assert missing, "abstract_algebra's first 10 have letters outside SmolLM2's top 20"
+    assert "stay missing" in caplog.text
+
+
+def proxy_server(proxy):
+    return type("Proxied", (), {"base": proxy.url + "/v1"})()
 
 
 def test_chat_template_through_the_chat_endpoint_matches_hf(server, gguf_path, tmp_path):

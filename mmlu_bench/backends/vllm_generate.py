@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 from ..schema import GenerateRequest, Generation
-from .hf_generate import _row
+from .hf_generate import prompt_row
 from .textgen import cut_at_stop
 
 SEED = 1234
@@ -23,7 +23,8 @@ CHUNK = 256
 
 def generate_groups(backend, groups: Iterable[tuple[Sequence[GenerateRequest], frozenset[str]]]
                     ) -> Iterator[list[Generation]]:
-    rows = [_row(backend, r) for requests, skip in groups for r in requests if r.qid not in skip]
+    rows = [prompt_row(backend, r) for requests, skip in groups for r in requests
+            if r.qid not in skip]
     for i in range(0, len(rows), CHUNK):
         yield _generate(backend, rows[i:i + CHUNK])
 
