@@ -23,7 +23,7 @@ from mmlu_bench.backends.vllmlm import CHUNK_TOKENS, _chunks, _jobs, engine_args
 from mmlu_bench.config import RunConfig
 from mmlu_bench.errors import ConfigError
 
-from .conftest import MMLU_DIR, REFERENCE_0SHOT, VLLM_ENV, _KeepOpen
+from .conftest import REFERENCE_0SHOT, VLLM_ENV, _KeepOpen
 
 SIX = "abstract_algebra,anatomy,college_physics,marketing,virology,world_religions"
 # No torch.compile at start-up: ~10 s instead of ~2 min on 2 cores, scoring ~1.3x slower, a net
@@ -34,7 +34,7 @@ EAGER = ("enforce_eager=true",)
 
 
 @pytest.fixture(scope="module")
-def vllm_engine(vllm_installed, smollm2_folder, mmlu_dir):
+def vllm_engine(vllm_installed, smollm2_folder):
     with mock.patch.dict(os.environ, VLLM_ENV):
         backend = backends.create(RunConfig.from_spec(f"vllm:{smollm2_folder}",
                                                       vllm_args=EAGER))
@@ -43,7 +43,7 @@ def vllm_engine(vllm_installed, smollm2_folder, mmlu_dir):
 
 
 @pytest.fixture(scope="module")
-def hf_model(smollm2_folder, mmlu_dir):
+def hf_model(smollm2_folder):
     backend = backends.create(RunConfig.from_spec(f"hf:{smollm2_folder}"))
     yield backend
     backend.close()
@@ -52,8 +52,8 @@ def hf_model(smollm2_folder, mmlu_dir):
 def run(backend, spec: str, out: Path, *extra: str, subjects: str | None = None,
         limit: str = "10") -> Path:
     """`mmlu-bench run` on `backend` (kept open); the run folder."""
-    argv = ["run", "--model", spec, "--data-dir", str(MMLU_DIR), "--limit", limit,
-            "--output", str(out), "--no-progress", *extra]
+    argv = ["run", "--model", spec, "--limit", limit, "--output", str(out),  # bundled MMLU
+            "--no-progress", *extra]
     if subjects:
         argv += ["--subjects", subjects]
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -152,9 +152,8 @@ def test_resume_refuses_another_vllm_version(vllm_engine, smollm2_folder, tmp_pa
     stderr = io.StringIO()
     with mock.patch.object(backends, "create", return_value=_KeepOpen(vllm_engine)), \
             contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-        code = cli.main(["run", "--model", f"vllm:{smollm2_folder}", "--data-dir",
-                         str(MMLU_DIR), "--subjects", "anatomy", "--limit", "3", "--output",
-                         str(out), "--no-progress"])
+        code = cli.main(["run", "--model", f"vllm:{smollm2_folder}", "--subjects", "anatomy",
+                         "--limit", "3", "--output", str(out), "--no-progress"])
     assert code != 0 and "backend_info.vllm_version" in stderr.getvalue()
 
 
