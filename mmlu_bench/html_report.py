@@ -15,8 +15,7 @@ from pathlib import Path
 
 from . import bundled, stats, summary, svg
 from .errors import UserError
-from .records import RECORDS, read
-from .schema import LETTERS, GroupResult, Question, QuestionRecord, Summary
+from .schema import LETTERS, GroupResult, Question, QuestionRecord, RunFooter, RunHeader, Summary
 from .svg import esc
 
 log = logging.getLogger(__name__)
@@ -32,18 +31,11 @@ dt{color:#666}dd{margin:0;word-break:break-all}pre{white-space:pre-wrap;margin:0
 """
 
 
-def render_run(run_dir: Path) -> str:
-    """The page for a run folder, from its records.jsonl."""
-    header, records, footer = read(Path(run_dir) / RECORDS)
-    return render(header, records, footer, summary.build(header, records, footer is not None),
-                  questions(header, records))
-
-
-def questions(header: dict, records: Sequence[QuestionRecord]) -> dict[str, Question]:
+def questions(header: RunHeader, records: Sequence[QuestionRecord]) -> dict[str, Question]:
     """The run's questions by qid, when its data is the bundled archive (the same one) or a
     local folder or tar that still exists; otherwise none (the report then shows question ids
     only). Never downloads."""
-    source = header.get("backend_info", {}).get("data_source", "")
+    source = header.backend_info.get("data_source", "")
     kind, _, where = source.partition(":")
     ours = source == bundled.source()  # another mmlu-bench's archive may hold other bytes
     if not ours and (kind in ("hub", "bundled", "") or not Path(where).exists()):
@@ -57,13 +49,13 @@ def questions(header: dict, records: Sequence[QuestionRecord]) -> dict[str, Ques
     return {q.qid: q for qs in data.test.values() for q in qs}
 
 
-def render(header: dict, records: Sequence[QuestionRecord], footer: dict | None,
+def render(header: RunHeader, records: Sequence[QuestionRecord], footer: RunFooter | None,
            s: Summary, questions: dict[str, Question] | None = None) -> str:
     body = [_run_header(header, records, footer), _overall(s, header)]
     if records:
         body += [_groups(s), _slices(s), _flags(s, questions or {}), _letters(records, s.labels),
                  _calibration(records), _below(s), _mistakes(records, questions or {})]
-    title = f"{s.title}: {short_name(header['model'])}"
+    title = f"{s.title}: {short_name(header.model)}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
             f"<h1>{esc(title)}</h1>" + "".join(body) + "</body></html>\n")
@@ -80,15 +72,16 @@ def _dl(items: Sequence[tuple[str, object]]) -> str:
     return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items) + "</dl>"
 
 
-def _run_header(header: dict, records: Sequence[QuestionRecord], footer: dict | None) -> str:
-    info = header.get("backend_info", {})
-    items = [("model", header["model"]), ("backend", header["backend"]),
-             ("few-shot examples", header["num_fewshot"]),
+def _run_header(header: RunHeader, records: Sequence[QuestionRecord],
+                footer: RunFooter | None) -> str:
+    info = header.backend_info
+    items = [("model", header.model), ("backend", header.backend),
+             ("few-shot examples", header.num_fewshot),
              ("questions", _selection(header, len(records))),
-             ("prompt format", header.get("prompt_format", "")),
-             ("data", info.get("data_source", "")), ("started", header.get("started", "")),
+             ("prompt format", header.prompt_format),
+             ("data", info.get("data_source", "")), ("started", header.started),
              ("device / dtype", f"{info.get('device', '?')} / {info.get('dtype', '?')}"),
-             ("mmlu-bench", header.get("tool_version", ""))]
+             ("mmlu-bench", header.tool_version)]
     if footer is None:
         timing = "<p class=\"warn\">The run has not finished: this page shows the questions " \
                  "recorded so far.</p>"
@@ -101,32 +94,29 @@ def _run_header(header: dict, records: Sequence[QuestionRecord], footer: dict | 
 
 
 TIMING = {"wall_seconds": "wall time (s)", "questions": "questions recorded",
-          "scored": "scored by the last invocation", "tokens": "tokens",
-          "tokens_per_second": "tokens per second"}
+          "tokens": "tokens", "tokens_per_second": "tokens per second"}
 
 
-def _timing(footer: dict) -> list[tuple[str, object]]:
-    """The footer's timing fields that are present; a nested `session` part (this
-    invocation's timing, on resumed runs) is shown beside the totals."""
-    flat = {**footer, **footer.get("session", {})}
-    return [(label, flat[k]) for k, label in TIMING.items() if flat.get(k) is not None]
+def _timing(footer: RunFooter) -> list[tuple[str, object]]:
+    """The footer's fields that are set, in TIMING's order."""
+    values = [(label, getattr(footer, k)) for k, label in TIMING.items()]
+    return [(label, v) for label, v in values if v is not None]
 
 
-def _selection(header: dict, n: int) -> str:
-    if header.get("sample"):
-        return f"{n}: stratified random sample (--sample {header['sample']}, seed " \
-               f"{header.get('seed')})"
-    if header.get("limit"):
+def _selection(header: RunHeader, n: int) -> str:
+    if header.sample:
+        return f"{n}: stratified random sample (--sample {header.sample}, seed {header.seed})"
+    if header.limit:
         where = "each subject" if summary.task_of(header).limit_per_unit else "the test split"
-        return f"{n}: the first {header['limit']} of {where} (--limit)"
+        return f"{n}: the first {header.limit} of {where} (--limit)"
     return f"{n}: the full test set of the chosen subjects"
 
 
-def _overall(s: Summary, header: dict) -> str:
+def _overall(s: Summary, header: RunHeader) -> str:
     low, high = stats.normal_interval(s.acc, s.stderr)
     interval = "" if math.isnan(s.stderr) else f"95% interval {_span(low, high)}"
     kind = ("stratified-sample estimate with finite population correction"
-            if header.get("sample") else "mean over questions; lm-eval's pooled stderr")
+            if header.sample else "mean over questions; lm-eval's pooled stderr")
     bar = svg.Bar(s.title, s.acc, low, high, f"accuracy {s.acc:.1%}")
     chart = svg.hbar_chart("chart-overall", "Overall accuracy with 95% interval", [bar],
                            _chance(s), label_width=80)

@@ -7,9 +7,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import backends, summary
 from .errors import UserError
-from .records import RECORDS, read
+from .model_spec import model_slug
+from .records import RECORDS
+from .result import load
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,14 @@ def find(root: Path) -> list[RunRow]:
         if not path.is_file():
             continue
         try:
-            header, records, footer = read(path)
+            run = load(path.parent)
         except UserError as e:
             log.warning("skipped: %s", e)
             continue
-        est = summary.build(header, records, footer is not None)
-        state = "partial" if footer is None else ("sample" if header.get("sample") else "done")
-        rows.append(RunRow(str(path.parent), backends.model_slug(header["model"]),
-                           header["backend"], header["num_fewshot"], est.n, est.acc, est.stderr,
-                           header.get("started", ""), state))
+        h, s = run.header, run.summary
+        state = "partial" if not run.finished else ("sample" if h.sample else "done")
+        rows.append(RunRow(str(path.parent), model_slug(h.model), h.backend, h.num_fewshot,
+                           s.n, s.acc, s.stderr, h.started, state))
     return rows
 
 

@@ -10,7 +10,6 @@ header's `started` and the footer's timing).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import os
@@ -18,36 +17,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UserError
-from .schema import QuestionRecord, RunHeader
+from .schema import (FormatError, QuestionRecord, RunFooter, RunHeader, footer_from_json,
+                     header_from_json, record_from_json, to_json)
 
 RECORDS = "records.jsonl"
 LOCK = ".lock"
 
 
-def header_json(header: RunHeader) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(header)))
-
-
-# Fields written only when set: a log-likelihood record is written as it always was.
-OPTIONAL = ("response", "answer", "failure", "finish", "n_options")
-
-
-def _record_line(r: QuestionRecord) -> str:
-    d = dataclasses.asdict(r)
-    if not d["meta"]:
-        del d["meta"]  # a question without labels (MMLU) is written as it always was
-    if not d["filters"]:
-        del d["filters"]
-    for key in OPTIONAL:
-        if d[key] is None:
-            del d[key]
-    return json.dumps(d, ensure_ascii=False) + "\n"
-
-
-def _parse_record(d: dict) -> QuestionRecord:
-    d = dict(d)
-    d["loglikelihoods"] = tuple(d["loglikelihoods"])
-    return QuestionRecord(**d)
+def _line(value: RunHeader | QuestionRecord | RunFooter) -> str:
+    if isinstance(value, QuestionRecord):
+        return json.dumps(to_json(value), ensure_ascii=False) + "\n"
+    kind = "header" if isinstance(value, RunHeader) else "footer"
+    return json.dumps({kind: to_json(value)}) + "\n"
 
 
 def _bad_line(path: Path, number: int, what: str) -> UserError:
@@ -55,8 +36,9 @@ def _bad_line(path: Path, number: int, what: str) -> UserError:
                      "the question, or use a new --output folder.")
 
 
-def read(path: Path) -> tuple[dict, list[QuestionRecord], dict | None]:
-    """(header, records, footer-or-None) from a records file. A torn last line is dropped."""
+def read(path: Path) -> tuple[RunHeader, list[QuestionRecord], RunFooter | None]:
+    """(header, records, footer-or-None) from a records file, as the schema's types (a folder
+    written before the records had a version reads the same). A torn last line is dropped."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -85,13 +67,20 @@ def read(path: Path) -> tuple[dict, list[QuestionRecord], dict | None]:
     return header, records, footer
 
 
-def _parse_line(path: Path, number: int, line: bytes) -> tuple[str, dict | QuestionRecord]:
+def _parse_line(path: Path, number: int, line: bytes):
+    """("header" | "footer" | "record", the typed value)."""
     try:
         obj = json.loads(line)
-        if "header" in obj or "footer" in obj:
-            kind = "header" if "header" in obj else "footer"
-            return kind, dict(obj[kind])
-        return "record", _parse_record(obj)
+        if "header" in obj:
+            try:
+                return "header", header_from_json(obj["header"])
+            except FormatError as e:  # a newer version, or not a header at all
+                raise UserError(f"{path}: the run header cannot be read: {e}.") from None
+        if "footer" in obj:
+            return "footer", footer_from_json(obj["footer"])
+        return "record", record_from_json(obj)
+    except FormatError as e:
+        raise _bad_line(path, number, f"not a valid record line ({e})") from None
     except (ValueError, TypeError, KeyError, AttributeError):
         raise _bad_line(path, number, "not a valid record line") from None
 
@@ -119,7 +108,7 @@ class RecordWriter:
         self.path = path
         try:
             if not path.exists() or path.stat().st_size == 0:
-                self._write_atomic(json.dumps({"header": header_json(header)}) + "\n")
+                self._write_atomic(_line(header))
             # Unbuffered: a failed write leaves nothing behind in a buffer to flush at close.
             self._fd = os.open(path, os.O_RDWR | os.O_APPEND)
         except OSError as e:
@@ -127,7 +116,7 @@ class RecordWriter:
         _drop_torn_tail(self._fd)
 
     def append(self, records: list[QuestionRecord]) -> None:
-        data = "".join(_record_line(r) for r in records).encode("utf-8")
+        data = "".join(_line(r) for r in records).encode("utf-8")
         try:
             _write_all(self._fd, data)
             os.fsync(self._fd)
@@ -139,14 +128,13 @@ class RecordWriter:
             os.close(self._fd)
             self._fd = -1
 
-    def finalize(self, order: list[str], footer: dict) -> None:
+    def finalize(self, order: list[str], footer: RunFooter) -> None:
         """Rewrite in canonical order (by qid position in `order`) with a footer line."""
         header, records, _ = read(self.path)
         rank = {qid: i for i, qid in enumerate(order)}
         records.sort(key=lambda r: rank[r.qid])
-        text = json.dumps({"header": header}) + "\n" + "".join(_record_line(r) for r in records)
         try:
-            self._write_atomic(text + json.dumps({"footer": footer}) + "\n")
+            self._write_atomic("".join(map(_line, [header, *records, footer])))
         except OSError as e:
             raise disk_error(e, self.path) from None
         finally:

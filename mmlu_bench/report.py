@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .schema import GroupResult, Summary
+from .schema import GroupResult, RunHeader, Summary
 
 HEADERS = ["Tasks", "Version", "Filter", "n-shot", "Metric", "", "Value", "", "Stderr"]
 RIGHT = {1, 3, 6, 8}  # numeric columns, right-aligned as lm-eval's pytablewriter does
@@ -84,12 +84,12 @@ def markdown_table(cells: Sequence[list[str]], title: str = "Tasks") -> str:
     return "\n".join([line(cells[0], True), rule] + [line(c) for c in cells[1:]]) + "\n"
 
 
-def title(header: dict) -> str:
+def title(header: RunHeader) -> str:
     """The run line lm-eval prints above its table."""
-    settings = header.get("backend_info", {}).get("settings", {})
-    limit = header.get("limit")
-    return (f"{header['backend']} ({header['model']}), limit: {limit if limit else None}, "
-            f"num_fewshot: {header['num_fewshot']}, batch_size: {settings.get('batch_size')}")
+    settings = header.backend_info.get("settings", {})
+    limit = header.limit
+    return (f"{header.backend} ({header.model}), limit: {limit if limit else None}, "
+            f"num_fewshot: {header.num_fewshot}, batch_size: {settings.get('batch_size')}")
 
 
 def full_table(summary: Summary, notes: Sequence[str] = ()) -> str:
@@ -107,10 +107,10 @@ def slice_line(s) -> str:
             + (f"; {s.note}" if s.note else ""))
 
 
-def data_line(header: dict) -> str:
+def data_line(header: RunHeader) -> str:
     """Where the questions came from: the bundled archive with its sha256, a folder or tar,
     or a hub dataset at its revision (the run header's data_source)."""
-    source = header.get("backend_info", {}).get("data_source")
+    source = header.backend_info.get("data_source")
     return f"Data: {source}" if source else ""
 
 
@@ -155,7 +155,7 @@ def _entry(summary: Summary, i: int) -> dict:
     return out
 
 
-def results_json(summary: Summary, header: dict) -> dict:
+def results_json(summary: Summary, header: RunHeader) -> dict:
     """The shape of lm-eval's results file: results/groups keyed by task name with
     "metric,filter" and "metric_stderr,filter" ('acc,none', 'exact_match,get_response'),
     plus group_subtasks, n-shot, versions and config."""
@@ -169,17 +169,17 @@ def results_json(summary: Summary, header: dict) -> dict:
         "group_subtasks": subtasks,
         "versions": {g.key: _version(g.version) for g in rows},
         # Every lm-eval task row (a unit, or a flat task over units), not groups.
-        "n-shot": {g.key: header["num_fewshot"] for g in rows if not g.group},
+        "n-shot": {g.key: header.num_fewshot for g in rows if not g.group},
         "higher_is_better": {g.key: {summary.metric: True} for g in rows},
         "n-samples": {g.key: {"original": g.n, "effective": g.n} for g in rows if not g.group},
-        "config": {"model": header["model"], "backend": header["backend"],
-                   "task": summary.task, "num_fewshot": header["num_fewshot"],
-                   "limit": header["limit"], "prompt_format": header["prompt_format"],
-                   **header.get("backend_info", {})},
+        "config": {"model": header.model, "backend": header.backend,
+                   "task": summary.task, "num_fewshot": header.num_fewshot,
+                   "limit": header.limit, "prompt_format": header.prompt_format,
+                   **header.backend_info},
         "slices": {s.name: {"acc": s.acc, "n": s.n, "ci95": [s.low, s.high], "note": s.note}
                    for s in summary.slices},
         "questions_with_missing_letters": summary.missing,
-        "mmlu_bench_version": header["tool_version"],
+        "mmlu_bench_version": header.tool_version,
     }
     if summary.flags:
         out["flags"] = [{"qid": f.qid, "label": f.label, "note": f.note} for f in summary.flags]

@@ -1,4 +1,5 @@
-"""`mmlu-bench report RUN_DIR --format ...`: one run's report as text, from records.jsonl alone.
+"""A run's reports as text (Result.report, `mmlu-bench report RUN_DIR --format ...`), each
+rendered from the run's header, records, footer and Summary alone:
 
 table    lm-eval's tables, as `run` prints them
 markdown a document to paste into an issue or README: run details, estimate, tables
@@ -9,75 +10,65 @@ html     html_report: the self-contained page `run` writes as report.html
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from . import gen_metrics, html_report, report, sampling, stats, summary
-from .errors import UserError
-from .records import RECORDS, read
-from .schema import Summary
+from .schema import QuestionRecord, RunFooter, RunHeader, Summary
 
 FORMATS = ("table", "markdown", "json", "html")
 
 
-def render(run_dir: Path, fmt: str) -> str:
-    path = Path(run_dir) / RECORDS
-    if not path.is_file():
-        raise UserError(f"{run_dir}: no {RECORDS} here; pass a run folder written by "
-                        "`mmlu-bench run`.")
-    if fmt not in FORMATS:
-        raise UserError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}.")
-    header, records, footer = read(path)
-    return RENDER[fmt](header, records, footer, summary.build(header, records, footer is not None))
-
-
-def table(header: dict, records: list, footer: dict | None, s: Summary) -> str:
+def table(header: RunHeader, records: list[QuestionRecord], footer: RunFooter | None,
+          s: Summary) -> str:
     """lm-eval's two tables under lm-eval's one-line run summary."""
     notes = (report.table_footer(s), gen_metrics.failure_note(s),
              sampling.summary_line(header, s), report.data_line(header))
     return report.title(header) + "\n" + report.full_table(s, notes)
 
 
-def results(header: dict, records: list, footer: dict | None, s: Summary) -> dict:
+def results(header: RunHeader, records: list[QuestionRecord], footer: RunFooter | None,
+            s: Summary) -> dict:
     out = report.results_json(s, header)
     # lm-eval's chat_template, chat_template_sha, system_instruction(_sha), fewshot_as_multiturn
-    out.update(header.get("chat") or {})
-    if header.get("sample"):
+    out.update(header.chat)
+    if header.sample:
         out["sample"] = sampling.sample_json(header, s)
     if s.failures:
         out["extraction_failures"] = gen_metrics.failures_json(s)
     return out
 
 
-def markdown(header: dict, records: list, footer: dict | None, s: Summary) -> str:
+def markdown(header: RunHeader, records: list[QuestionRecord], footer: RunFooter | None,
+             s: Summary) -> str:
     low, high = stats.normal_interval(s.acc, s.stderr)
-    info = header.get("backend_info", {})
-    timing = footer or {}
-    lines = [f"# {s.title}: `{header['model']}`", "",
-             f"- backend: {header['backend']} ({info.get('device', '?')}, "
+    info = header.backend_info
+    lines = [f"# {s.title}: `{header.model}`", "",
+             f"- backend: {header.backend} ({info.get('device', '?')}, "
              f"{info.get('dtype', '?')})",
-             f"- few-shot examples: {header['num_fewshot']}",
-             f"- questions: {s.n}" + (f" (stratified sample, seed {header.get('seed')})"
-                                      if header.get("sample") else
-                                      f" (first {header['limit']} {_limit_scope(header)})"
-                                      if header.get("limit") else ""),
-             f"- prompt format: {header.get('prompt_format', '')}",
-             f"- started: {header.get('started', '')}",
-             f"- wall time: {timing.get('wall_seconds', 'unfinished')} s", "",
+             f"- few-shot examples: {header.num_fewshot}",
+             f"- questions: {s.n}" + (f" (stratified sample, seed {header.seed})"
+                                      if header.sample else
+                                      f" (first {header.limit} {_limit_scope(header)})"
+                                      if header.limit else ""),
+             f"- prompt format: {header.prompt_format}",
+             f"- started: {header.started}",
+             f"- wall time: {footer.wall_seconds if footer else 'unfinished'} s", "",
              f"**Accuracy: {s.acc:.4f} ± {s.stderr:.4f}** (95% interval {low:.4f} to "
              f"{high:.4f})", "", table(header, records, footer, s)]
     return "\n".join(lines)
 
 
-def _limit_scope(header: dict) -> str:
+def _limit_scope(header: RunHeader) -> str:
     """--limit N is per unit, or the first N of the split for a task lm-eval runs as one."""
     return "per subject" if summary.task_of(header).limit_per_unit else "of the test split"
 
 
-def _json(header: dict, records: list, footer: dict | None, s: Summary) -> str:
+def _json(header: RunHeader, records: list[QuestionRecord], footer: RunFooter | None,
+          s: Summary) -> str:
     return json.dumps(results(header, records, footer, s), indent=2) + "\n"
 
 
-def _html(header: dict, records: list, footer: dict | None, s: Summary) -> str:
+def _html(header: RunHeader, records: list[QuestionRecord], footer: RunFooter | None,
+          s: Summary) -> str:
     return html_report.render(header, records, footer, s,
                               html_report.questions(header, records))
 

@@ -15,9 +15,10 @@ from . import __version__, backends, dataset, prompts, sampling, scoring
 from .config import RunConfig
 from .errors import UserError
 from .interrupts import signals_held
-from .records import (RECORDS, RecordWriter, disk_error, folder_lock, header_json, read,
-                      write_atomic)
-from .schema import Generation, GroupResult, Question, RunHeader, ScoreRequest
+from .records import RECORDS, RecordWriter, disk_error, folder_lock, read, write_atomic
+from .result import Result, load
+from .schema import (Generation, Question, RunFooter, RunHeader, ScoreRequest,
+                     header_from_json, to_json)
 from .tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,6 @@ log = logging.getLogger(__name__)
 # Header fields that must match for a resume: what changes the numbers.
 IDENTITY = ("task", "task_options", "model", "backend", "num_fewshot", "limit", "subjects",
             "data_fingerprint", "prompt_format", "sample", "seed")
-# What a header written before a field existed means by its absence.
-ABSENT = {"task": "mmlu", "task_options": {}}
 # Settings that change what is computed. Speed settings (batch size, threads, concurrency,
 # timeout) may change on resume: a run that ran out of memory resumes with a smaller batch.
 IDENTITY_SETTINGS = ("quantize", "prefix_sharing", "n_gpu_layers", "ctx_size", "model_name")
@@ -52,16 +51,8 @@ class Plan:
     fmt: object = None  # the formats.Format that built the requests and reads the answers
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    rows: list[GroupResult]
-    out_dir: Path
-    table: str
-    scored: int  # questions scored by this invocation (not resumed)
-    footer: dict | None = None  # totals and this invocation's wall time and tokens/s
-
-
-def plan(config: RunConfig) -> Plan:
+def plan(config: RunConfig, out_dir: Path | None = None) -> Plan:
+    """What `config` asks, in the run folder `out_dir` (default: the config's)."""
     task, fmt = config.task_spec(), config.format_spec()
     units = task.resolve(config.subjects)
     data = task.load(config.data_dir, units, config.data_source)
@@ -80,7 +71,8 @@ def plan(config: RunConfig) -> Plan:
                        render=None, chat=fmt.header_chat(renderer))
 
     population = {u: len(data.test[u]) for u in units} if config.sample else {}
-    p = Plan(task, "", units, questions, {}, dataset.fingerprint(used), config.output_dir(),
+    p = Plan(task, "", units, questions, {}, dataset.fingerprint(used),
+             out_dir or config.output_dir(),
              data.source, population, render, fmt=fmt)
     if not fmt.needs_renderer:  # plain prompts: every request built before anything is written
         p = render(p)
@@ -90,13 +82,8 @@ def plan(config: RunConfig) -> Plan:
 
 def with_requests(p: Plan, backend) -> Plan:
     """The plan's requests rendered with the backend's chat template, when its format needs
-    one (`chat` capability); the plan itself otherwise."""
-    if p.render is None:
-        return p
-    if "chat" not in getattr(backend, "capabilities", ()):
-        raise UserError(f"the {backend.name}: backend cannot apply a chat template; leave out "
-                        "--apply-chat-template, or use hf:, gguf:, openai: or ollama:.")
-    return p.render(p, backend.chat_renderer())
+    one (checked before it loaded: _check_capabilities); the plan itself otherwise."""
+    return p if p.render is None else p.render(p, backend.chat_renderer())
 
 
 def _selection(task, data, units: tuple[str, ...], config: RunConfig) -> dict[str, tuple]:
@@ -166,9 +153,9 @@ def resume_check(path: Path, header: RunHeader, resume_keys: tuple[str, ...]
     if not path.exists():
         return set(), False
     old, records, footer = read(path)
-    new = header_json(header)
-    diffs = [(k, old.get(k, ABSENT.get(k)), new.get(k)) for k in IDENTITY]
-    old_info, new_info = old.get("backend_info", {}), new["backend_info"]
+    new = header_from_json(to_json(header))  # as it will read back: lists, not tuples
+    diffs = [(k, getattr(old, k), getattr(new, k)) for k in IDENTITY]
+    old_info, new_info = old.backend_info, new.backend_info
     # Each backend declares what identifies its model (a file's sha256, an Ollama digest).
     diffs += [(f"backend_info.{k}", old_info.get(k), new_info.get(k)) for k in resume_keys]
     old_set, new_set = old_info.get("settings", {}), new_info["settings"]
@@ -187,35 +174,44 @@ def _short(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def run(config: RunConfig) -> Outcome:
-    """Score every planned question not yet recorded, then write results from the records."""
-    p = plan(config)
+def run(config: RunConfig, out_dir: Path | None = None, reports: bool = True) -> Result:
+    """Score every planned question not yet recorded in the run folder (`out_dir`, else the
+    config's), then read the run back from its records (and write its reports there)."""
+    p = plan(config, out_dir)
     with folder_lock(p.out_dir):
-        _check_capability(config, p.fmt.needs)
+        spec = _check_capabilities(config, p)
         backend = backends.create(config)
         try:
             p = with_requests(p, backend)
             header = make_header(config, p, backend.info())
             path = p.out_dir / RECORDS
-            done, finished = resume_check(path, header, backend.resume_keys)
-            if finished and done >= set(p.questions):
-                return write_reports(p.out_dir, 0, read(path)[2])
-            scored, footer = _score_all(backend, p, RecordWriter(path, header), done, config)
+            done, finished = resume_check(path, header, spec.resume_keys)
+            scored = 0
+            if not (finished and done >= set(p.questions)):
+                scored = _score_all(backend, p, RecordWriter(path, header), done, config)
         finally:
             backend.close()
-        return write_reports(p.out_dir, scored, footer)
+        result = load(p.out_dir, scored)
+        if reports:
+            write_reports(result)
+        return result
 
 
-def _check_capability(config: RunConfig, needs: str) -> None:
+def _check_capabilities(config: RunConfig, p: Plan) -> backends.BackendSpec:
     """Refuse, before a model loads, a backend that cannot do what the format needs."""
-    cls = backends.backend_class(config.backend)
-    if needs not in cls.capabilities:
-        raise UserError(f"--format {config.format} needs a backend that can {needs}; the "
+    spec = backends.spec(config.backend)
+    if p.fmt.needs not in spec.capabilities:
+        raise UserError(f"--format {config.format} needs a backend that can {p.fmt.needs}; the "
                         f"{config.backend}: backend cannot: use another backend or format.")
+    if p.render is not None and "chat" not in spec.capabilities:
+        able = ", ".join(f"{s.name}:" for s in backends.SPECS if "chat" in s.capabilities)
+        raise UserError(f"the {config.backend}: backend cannot apply a chat template; leave out "
+                        f"--apply-chat-template, or use {able}.")
+    return spec
 
 
 def _score_all(backend, p: Plan, writer: RecordWriter, done: set[str],
-               config: RunConfig) -> tuple[int, dict]:
+               config: RunConfig) -> int:
     """Score what is not yet recorded, then rewrite the records in order with a footer."""
     start = time.perf_counter()
     try:
@@ -228,13 +224,12 @@ def _score_all(backend, p: Plan, writer: RecordWriter, done: set[str],
         _, records, _ = read(writer.path)
         # wall_seconds and tokens_per_second time this invocation only: with `started`, the
         # only fields in which a resumed run's records differ from an uninterrupted run's.
-        footer = {"questions": len(records), "tokens": sum(r.n_tokens for r in records),
-                  "wall_seconds": round(elapsed, 3),
-                  "tokens_per_second": round(tokens / elapsed, 1) if tokens else None}
+        footer = RunFooter(len(records), sum(r.n_tokens for r in records), round(elapsed, 3),
+                           round(tokens / elapsed, 1) if tokens else None)
         writer.finalize(list(p.questions), footer)
     finally:
         writer.close()
-    return scored, footer
+    return scored
 
 
 def _stream(backend, p: Plan, done: set[str]):
@@ -275,24 +270,18 @@ def _record(stream, p: Plan, done: set[str], writer: RecordWriter, bar) -> tuple
 
 
 def _progress(config: RunConfig, total: int, done: int):
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # a widget in a notebook, a text bar in a terminal
 
     return tqdm(total=total, initial=done, unit="q", desc="Scoring", disable=not config.progress,
                 dynamic_ncols=True)
 
 
-def write_reports(out_dir: Path, scored: int = 0, footer: dict | None = None) -> Outcome:
-    """results.json, results.md and report.html, from one Summary of records.jsonl."""
-    from . import report_formats, summary
-
-    header, records, written = read(out_dir / RECORDS)
-    s = summary.build(header, records, written is not None)
-    texts = {name: report_formats.RENDER[fmt](header, records, written, s)
-             for name, fmt in (("results.md", "table"), ("results.json", "json"),
-                               ("report.html", "html"))}
+def write_reports(result: Result) -> None:
+    """results.md, results.json and report.html in the run folder, from the run's Summary."""
+    texts = {name: result.report(fmt) for name, fmt in (
+        ("results.md", "table"), ("results.json", "json"), ("report.html", "html"))}
     try:
         for name, text in texts.items():
-            write_atomic(out_dir / name, text)
+            write_atomic(result.folder / name, text)
     except OSError as e:
-        raise disk_error(e, out_dir) from None
-    return Outcome(list(s.rows), out_dir, texts["results.md"], scored, footer)
+        raise disk_error(e, result.folder) from None

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from . import stats
 from .errors import UserError
-from .schema import GroupResult, Question, QuestionRecord, Summary
+from .schema import GroupResult, Question, QuestionRecord, RunHeader, Summary
 
 
 def select(test: Mapping[str, Sequence[Question]], n: int,
@@ -36,15 +36,15 @@ def select(test: Mapping[str, Sequence[Question]], n: int,
     return chosen
 
 
-def overall(header: dict, records: Sequence[QuestionRecord],
+def overall(header: RunHeader, records: Sequence[QuestionRecord],
             rows: Sequence[GroupResult]) -> stats.Estimate:
     """The run's MMLU accuracy and stderr, as its report should state it.
 
     A --sample run: the stratified estimate with the finite population correction, over the
     subject sizes recorded in the header (`population`). Any other run: the task's top row
     of `rows` (metrics.summarize: size-weighted mean, pooled stderr)."""
-    population = header.get("population") or {}
-    if header.get("sample") and population:
+    population = header.population
+    if header.sample and population:
         strata: dict[str, list[float]] = {s: [] for s in population}
         for r in records:
             strata[r.subject].append(1.0 if r.correct else 0.0)
@@ -54,23 +54,23 @@ def overall(header: dict, records: Sequence[QuestionRecord],
     return stats.Estimate(rows[0].acc, rows[0].stderr, rows[0].n, rows[0].n)
 
 
-def summary_line(header: dict, summary: Summary) -> str:
+def summary_line(header: RunHeader, summary: Summary) -> str:
     """One line under the table for a --sample run; empty for any other run."""
-    if not header.get("sample"):
+    if not header.sample:
         return ""
     low, high = stats.normal_interval(summary.acc, summary.stderr)
     return (f"Stratified sample of {summary.n} of {summary.population} test questions (seed "
-            f"{header.get('seed')}): estimated accuracy {summary.acc:.4f} ± "
+            f"{header.seed}): estimated accuracy {summary.acc:.4f} ± "
             f"{summary.stderr:.4f} (95% interval {low:.4f} to {high:.4f}; stratified stderr "
             "with finite population correction).")
 
 
-def sample_json(header: dict, summary: Summary) -> dict | None:
+def sample_json(header: RunHeader, summary: Summary) -> dict | None:
     """The estimate for results.json, or None for a run that is not a sample."""
-    if not header.get("sample"):
+    if not header.sample:
         return None
     low, high = stats.normal_interval(summary.acc, summary.stderr)
-    return {"n": summary.n, "population": summary.population, "seed": header.get("seed"),
+    return {"n": summary.n, "population": summary.population, "seed": header.seed,
             "acc": summary.acc, "acc_stderr": summary.stderr, "ci95": [low, high],
             "method": "stratified by subject, proportional allocation, finite population "
                       "correction"}

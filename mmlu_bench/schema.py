@@ -6,11 +6,16 @@
 A task says what is asked (data, few-shot source, prompt recipe, groups), a format how it is
 asked (lm-eval's plain prompt, a chat template), a backend who answers. All types are frozen: no
 stage changes what an earlier one produced.
+
+The three types a run folder holds (RunHeader, QuestionRecord, RunFooter) are converted to and
+from their JSON lines here and nowhere else (`to_json`, `header_from_json`, `record_from_json`,
+`footer_from_json`); records.py only reads and writes the lines.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields
 
 # Answer labels: a question with n options uses the first n (MMLU 4, MMLU-Pro up to 10).
 LETTERS = tuple("ABCDEFGHIJ")
@@ -221,3 +226,61 @@ class Summary:
     filters: tuple[str, ...] = ("none",)
     filter_rows: dict = field(default_factory=dict)
     note: str = ""  # the format's word on its rows, printed under the table
+
+
+# records.jsonl's format, written in every header as `records_version`. A header without one is
+# version 1 (folders written before 2026-12-05); it reads as version 2 with the same fields.
+RECORDS_VERSION = 2
+# Record fields written only when set, so a log-likelihood record reads as it always did.
+_OPTIONAL = ("meta", "filters", "response", "answer", "failure", "finish", "n_options")
+
+
+class FormatError(ValueError):
+    """A line that is not what its place in records.jsonl says (records.py names the line)."""
+
+
+def to_json(value: RunHeader | QuestionRecord | RunFooter) -> dict:
+    """A header, record or footer as the JSON object its records.jsonl line holds."""
+    d = json.loads(json.dumps(asdict(value)))  # tuples become lists, as json.loads gives back
+    if isinstance(value, RunHeader):
+        d["records_version"] = RECORDS_VERSION
+    elif isinstance(value, QuestionRecord):
+        d = {k: v for k, v in d.items() if k not in _OPTIONAL or v not in (None, {})}
+    return d
+
+
+def header_from_json(d: dict) -> RunHeader:
+    d = dict(d)
+    version = d.pop("records_version", 1)
+    if not isinstance(version, int) or version > RECORDS_VERSION:
+        raise FormatError(f"records version {version!r} is newer than this mmlu-bench reads "
+                          f"({RECORDS_VERSION}): upgrade mmlu-bench")
+    d["subjects"] = tuple(_get(d, "subjects"))
+    return _build(RunHeader, d)
+
+
+def record_from_json(d: dict) -> QuestionRecord:
+    d = dict(d)
+    d["loglikelihoods"] = tuple(_get(d, "loglikelihoods"))
+    return _build(QuestionRecord, d)
+
+
+def footer_from_json(d: dict) -> RunFooter:
+    return _build(RunFooter, dict(d))
+
+
+def _get(d: dict, key: str):
+    if key not in d:
+        raise FormatError(f"no {key!r}")
+    return d[key]
+
+
+def _build(cls, d: dict):
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise FormatError(f"unknown {cls.__name__} field(s) {', '.join(sorted(unknown))}: "
+                          "written by a newer mmlu-bench?")
+    try:
+        return cls(**d)
+    except TypeError as e:  # a required field missing
+        raise FormatError(f"not a {cls.__name__} ({e})") from None

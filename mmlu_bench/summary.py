@@ -10,27 +10,28 @@ import math
 from collections.abc import Sequence
 
 from . import formats, gen_metrics, metrics, sampling, tasks
-from .schema import LETTERS, QuestionRecord, Summary
+from .schema import LETTERS, QuestionRecord, RunHeader, Summary
 from .tasks.base import Task
 
 
-def task_of(header: dict) -> Task:
-    """The task a run asked (runs from before tasks existed are MMLU)."""
-    return tasks.get(header.get("task", "mmlu"), **header.get("task_options", {}))
+def task_of(header: RunHeader) -> Task:
+    """The task a run asked (runs from before tasks existed read as MMLU: schema.py)."""
+    return tasks.get(header.task, **header.task_options)
 
 
-def format_of(header: dict) -> str:
+def format_of(header: RunHeader) -> str:
     """The run's --format (runs from before formats existed, and chat runs, are "plain")."""
-    return header.get("backend_info", {}).get("settings", {}).get("format") or "plain"
+    return header.backend_info.get("settings", {}).get("format") or "plain"
 
 
-def build(header: dict, records: Sequence[QuestionRecord], finished: bool = True) -> Summary:
+def build(header: RunHeader, records: Sequence[QuestionRecord], finished: bool = True
+          ) -> Summary:
+    """The Summary of a run's records: every number any report or comparison shows."""
     task = task_of(header)
-    naming = formats.naming(format_of(header), header.get("task", "mmlu"),
-                            header.get("prompt_format"))
-    rows = naming.rows(task.name, metrics.summarize(records, task, header["num_fewshot"]))
+    naming = formats.naming(format_of(header), header.task, header.prompt_format)
+    rows = naming.rows(task.name, metrics.summarize(records, task, header.num_fewshot))
     filter_rows = {name: naming.rows(task.name, metrics.summarize(
-        gen_metrics.by_filter(records, name), task, header["num_fewshot"]))
+        gen_metrics.by_filter(records, name), task, header.num_fewshot))
         for name in naming.filters[1:]}
     est = sampling.overall(header, records, rows)
     widest = max((options(r) for r in records), default=4)

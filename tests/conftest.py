@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mmlu_bench import demo
+from mmlu_bench.schema import RunHeader
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -57,6 +58,13 @@ def unpack_bundled(folder: Path) -> Path:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
     return folder
+
+
+def run_header(**fields) -> RunHeader:
+    """A run header for tests that build a Summary from made-up records."""
+    return RunHeader(**{"model": "m", "backend": "fake", "num_fewshot": 0, "limit": None,
+                        "subjects": (), "data_fingerprint": "", "prompt_format": "p",
+                        "tool_version": "0", **fields})
 
 
 @pytest.fixture(scope="session")

@@ -162,7 +162,7 @@ def test_disk_full_keeps_what_was_recorded(tmp_path, mmlu_dir, capsys, monkeypat
     monkeypatch.setattr(records, "_write_all", real)
     assert main(argv) == 0
     _, done, footer = records.read(tmp_path / "out" / records.RECORDS)
-    assert [r.index for r in done] == list(range(20)) and footer["questions"] == 20
+    assert [r.index for r in done] == list(range(20)) and footer.questions == 20
 
 
 def _unquote(lines: list[str]) -> list[str]:

@@ -4,6 +4,7 @@ else in the repository."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import os
@@ -178,9 +179,9 @@ def test_a_run_resumes_from_the_other_copy(first, tmp_path, mmlu_dir, capsys):
     assert "Scored 6 of 10 questions" in capsys.readouterr().out
     assert main(run_argv(fresh, dirs[then])) == 0
     (h1, r1, _), (h2, r2, _) = (records.read(d / records.RECORDS) for d in (out, fresh))
-    assert h1["data_fingerprint"] == h2["data_fingerprint"] and r1 == r2
+    assert h1.data_fingerprint == h2.data_fingerprint and r1 == r2
     sources = {"folder": f"folder:{mmlu_dir.resolve()}", "bundled": bundled.source()}
-    assert h2["backend_info"]["data_source"] == sources[then]
+    assert h2.backend_info["data_source"] == sources[then]
 
 
 def test_the_report_page_shows_bundled_question_text(tmp_path):
@@ -188,11 +189,11 @@ def test_the_report_page_shows_bundled_question_text(tmp_path):
     assert main(["run", "--model", "fake:x", "--subjects", "anatomy", "--limit", "3",
                  "--output", str(out), "--no-progress"]) == 0
     header, recs, _ = records.read(out / records.RECORDS)
-    assert header["backend_info"]["data_source"] == bundled.source()
+    assert header.backend_info["data_source"] == bundled.source()
     shown = html_report.questions(header, recs)
     assert shown["anatomy/0"] == dataset.load(None, ("anatomy",)).test["anatomy"][0]
     assert bundled.SHA256 in (out / "report.html").read_text()
-    other = {**header, "backend_info": {"data_source": bundled.source("0" * 64)}}
+    other = dataclasses.replace(header, backend_info={"data_source": bundled.source("0" * 64)})
     assert html_report.questions(other, recs) == {}  # another archive: ids only
 
 

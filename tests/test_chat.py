@@ -17,6 +17,8 @@ from mmlu_bench.formats.chat import Chat
 from mmlu_bench.schema import Question, TaskData
 from mmlu_bench.tasks.mmlu import MMLU
 
+from .conftest import run_header
+
 FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "lmeval_prompts.json").read_text())
 CHAT_CASES = [c for c in FIXTURES["cases"]
               if c["lmeval_task"] == "mmlu_anatomy" and c["options"]["apply_chat_template"]]
@@ -181,11 +183,10 @@ def test_continuations_share_the_newline_and_run_as_one_row():
 def test_results_json_carries_lm_evals_chat_fields(tmp_path):
     from mmlu_bench import report_formats
 
-    header = {"model": "m", "backend": "hf", "num_fewshot": 0, "limit": 1,
-              "prompt_format": "p", "tool_version": "0", "subjects": ["anatomy"],
-              "chat": {"chat_template": "T", "chat_template_sha": "s",
-                       "system_instruction": None, "system_instruction_sha": None,
-                       "fewshot_as_multiturn": True}}
+    header = run_header(backend="hf", limit=1, subjects=("anatomy",),
+                        chat={"chat_template": "T", "chat_template_sha": "s",
+                              "system_instruction": None, "system_instruction_sha": None,
+                              "fewshot_as_multiturn": True})
     from mmlu_bench import summary
     from mmlu_bench.schema import QuestionRecord
 
@@ -193,7 +194,7 @@ def test_results_json_carries_lm_evals_chat_fields(tmp_path):
                               "h", 10)]
     s = summary.build(header, records, True)
     out = report_formats.results(header, records, None, s)
-    assert {k: out[k] for k in header["chat"]} == header["chat"]
+    assert {k: out[k] for k in header.chat} == header.chat
 
 
 # ---------------------------------------------------------------- the real model (slow)
@@ -265,10 +266,10 @@ def test_a_chat_run_records_its_template_and_resumes_to_the_same_records(
 
     run(tmp_path / "whole")
     header, recs, _ = records.read(tmp_path / "whole" / records.RECORDS)
-    assert header["chat"]["chat_template_sha"] == FIXTURES_SHA
-    assert header["chat"]["system_instruction"] == "Be exact."
-    assert header["chat"]["fewshot_as_multiturn"] is True
-    assert header["prompt_format"].endswith(f"+chat:{FIXTURES_SHA[:16]}+multiturn+system:"
+    assert header.chat["chat_template_sha"] == FIXTURES_SHA
+    assert header.chat["system_instruction"] == "Be exact."
+    assert header.chat["fewshot_as_multiturn"] is True
+    assert header.prompt_format.endswith(f"+chat:{FIXTURES_SHA[:16]}+multiturn+system:"
                                             f"{prompts.sha256('Be exact.')[:16]}")
     assert len(recs) == 4 and all(None not in r.loglikelihoods for r in recs)
     results = json.loads((tmp_path / "whole" / "results.json").read_text())
@@ -305,8 +306,8 @@ def test_openai_chat_endpoint_agrees_with_gguf(gguf_path, llama_cpp, mmlu_dir, t
     finally:
         server.stop()
     _, local, _ = run(f"gguf:{gguf_path}", "gguf", threads=1, ctx_size=512)
-    assert header["prompt_format"].endswith("+chat:server+multiturn")
-    assert header["chat"]["chat_template"] == "" and header["chat"]["chat_template_sha"] is None
+    assert header.prompt_format.endswith("+chat:server+multiturn")
+    assert header.chat["chat_template"] == "" and header.chat["chat_template_sha"] is None
     assert [r.pred for r in served] == [r.pred for r in local]
     for a, b in zip(served, local, strict=True):
         assert a.prompt_sha256 != b.prompt_sha256  # the messages' JSON vs the rendered text

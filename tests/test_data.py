@@ -128,7 +128,7 @@ def test_hub_dataset_from_a_local_cache_offline(tmp_path, monkeypatch, capsys):
     assert cli.main(["run", "--model", "fake:x", "--data-source", "hub", "--subjects", "anatomy",
                      "--output", str(out), "--no-progress"]) == 0
     header = records.read(out / records.RECORDS)[0]
-    assert header["backend_info"]["data_source"] == data.source
+    assert header.backend_info["data_source"] == data.source
     assert f"Data: hub:cais/mmlu@{'a' * 40}" in capsys.readouterr().out
 
 

@@ -17,6 +17,7 @@ from mmlu_bench import cli, report, summary
 from mmlu_bench.lmeval_names import Naming
 from mmlu_bench.schema import GroupResult, QuestionRecord
 
+from .conftest import run_header
 from .test_reports import run_cli as run
 
 COT = """\
@@ -71,9 +72,7 @@ def build(fmt: str):
             records.append(QuestionRecord(
                 f"{subject}/{i}", subject, i, 0, (), 0 if first else 1, bool(first), "", 0,
                 response="...", answer="A" if first else "B", filters=others, n_options=4))
-    header = {"num_fewshot": 0, "model": "m", "backend": "fake", "limit": 3,
-              "prompt_format": "p", "tool_version": "0",
-              "backend_info": {"settings": {"format": fmt}}}
+    header = run_header(limit=3, backend_info={"settings": {"format": fmt}})
     return header, summary.build(header, records)
 
 

@@ -149,9 +149,13 @@ def test_resume_refuses_other_decoding_settings(tmp_path, mmlu_dir, capsys):
 
 def test_a_backend_without_generation_is_refused_before_loading(tmp_path, mmlu_dir, capsys,
                                                                  monkeypatch):
-    from mmlu_bench.backends import fake
+    import dataclasses
 
-    monkeypatch.setattr(fake.FakeBackend, "capabilities", frozenset({"loglikelihood"}))
+    from mmlu_bench import backends
+
+    only = dataclasses.replace(backends.spec("fake"), capabilities=frozenset({"loglikelihood"}))
+    monkeypatch.setitem(backends.BACKENDS, "fake", only)
+    monkeypatch.setattr(backends, "create", lambda config: pytest.fail("a backend was built"))
     assert main(argv(tmp_path / "r", mmlu_dir, "--format", "generative")) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith("--format generative needs a backend that can generate; the fake: "

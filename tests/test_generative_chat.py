@@ -167,12 +167,12 @@ def test_fake_runs_render_record_and_resume_as_chat_runs(name, tmp_path, mmlu_di
     sha = prompts.sha256(fake.TEMPLATE)
     multiturn = "--no-fewshot-as-multiturn" not in flags
     system = SYSTEM if SYSTEM in flags else None
-    assert header["chat"] == {"chat_template": fake.TEMPLATE, "chat_template_sha": sha,
+    assert header.chat == {"chat_template": fake.TEMPLATE, "chat_template_sha": sha,
                               "system_instruction": system,
                               "system_instruction_sha": system and prompts.sha256(system),
                               "fewshot_as_multiturn": multiturn}
-    assert f"+chat:{sha[:16]}+{'multi' if multiturn else 'single'}turn" in header["prompt_format"]
-    assert header["prompt_format"].startswith(header["prompt_format"].split("/")[0] + f"/{fmt}:")
+    assert f"+chat:{sha[:16]}+{'multi' if multiturn else 'single'}turn" in header.prompt_format
+    assert header.prompt_format.startswith(header.prompt_format.split("/")[0] + f"/{fmt}:")
     # each record's hash is the fake template's rendering of lm-eval's messages
     config = RunConfig.from_spec("fake:x", task=task, format=fmt, data_dir=str(data),
                                  subjects="biology" if task == "mmlu_pro" else "anatomy",
@@ -187,7 +187,7 @@ def test_fake_runs_render_record_and_resume_as_chat_runs(name, tmp_path, mmlu_di
         assert want[r.qid].endswith("<|assistant|>\n")
         assert ("<|system|>" in want[r.qid]) == (fmt != "simple-evals" or system is not None)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert {k: results[k] for k in header["chat"]} == header["chat"]
+    assert {k: results[k] for k in header.chat} == header.chat
     capsys.readouterr()
     assert main(argv + flags) != 0  # the same folder without the template: another run
     assert "holds a different run (prompt_format" in capsys.readouterr().err
@@ -199,8 +199,8 @@ def test_a_system_instruction_without_a_template_is_prepended_and_recorded(tmp_p
             "--no-progress", "--system-instruction", SYSTEM]
     assert main(argv) == 0
     header, _, _ = read(tmp_path / "run" / RECORDS)
-    assert header["prompt_format"].endswith(f"seed=1234+system:{prompts.sha256(SYSTEM)[:16]}")
-    assert header["chat"]["chat_template"] is None and header["chat"]["system_instruction"] == SYSTEM
+    assert header.prompt_format.endswith(f"seed=1234+system:{prompts.sha256(SYSTEM)[:16]}")
+    assert header.chat["chat_template"] is None and header.chat["system_instruction"] == SYSTEM
 
 
 def test_openai_run_sends_the_messages_to_chat_completions(tmp_path, pro_dir):
@@ -235,8 +235,8 @@ def test_openai_run_sends_the_messages_to_chat_completions(tmp_path, pro_dir):
     assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user",
                                                      "assistant", "user"]
     header, recs, _ = read(tmp_path / "run" / RECORDS)
-    assert header["prompt_format"].endswith("+chat:server+multiturn")
-    assert header["chat"]["chat_template"] == "" and header["chat"]["chat_template_sha"] is None
+    assert header.prompt_format.endswith("+chat:server+multiturn")
+    assert header.chat["chat_template"] == "" and header.chat["chat_template_sha"] is None
     assert {r.response for r in recs} == {"So the answer is (B).\n"}  # cut at "Question:"
     assert {r.prompt_sha256 for r in recs} == {
         prompts.sha256(json.dumps(s["messages"], ensure_ascii=False)) for s in seen}
@@ -259,7 +259,7 @@ def test_real_smollm2_generates_from_the_rendered_chat(gguf_path, llama_cpp, mml
 
     header, (hf,) = run(f"hf:{gguf_path}", "hf", "--device", "cpu")
     _, (gg,) = run(f"gguf:{gguf_path}", "gguf", "--threads", "1", "--ctx-size", "1024")
-    assert header["chat"]["chat_template_sha"] == FIXTURES_SHA
+    assert header.chat["chat_template_sha"] == FIXTURES_SHA
     renderer = ct.template_renderer(FIXTURES["chat_template"], SMOLLM2_TOKENS, "SmolLM2")
     data = MMLU().load(str(mmlu_dir), ("anatomy",))
     fmt = formats.get("generative", apply_chat_template=True, fewshot_as_multiturn=True)

@@ -156,14 +156,14 @@ def test_cpu_lanes_give_the_numbers_of_one_pass_after_another(backend, five_shot
 
 
 def test_a_batch_reads_the_prefix_cache_without_copying_it(backend, five_shot):
-    from mmlu_bench.backends.hf import _expand, _tensors
+    from mmlu_bench.backends.kv_cache import _tensors, expand
 
     rows = [r for q in five_shot["marketing"]
             for r in tk.plan_rows(q, backend.encode, backend.max_length)]
     shared = tk.common_prefix(rows)
     cache = backend._prefix_cache(rows[0].tokens[:shared])
     before = [t.clone() for t in _tensors(cache)]
-    mine = _expand(cache, 3)
+    mine = expand(cache, 3)
     theirs = list(_tensors(mine))
     assert len(theirs) == len(before) > 0
     assert all(t.shape[0] == 3 and t.stride(0) == 0 for t in theirs if t.dim() >= 2)

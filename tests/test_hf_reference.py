@@ -39,7 +39,7 @@ def test_the_first_command_prints_the_table_and_its_data_source(zero_shot_run):
     assert lines[groups + 2] == row  # the Groups table's first row, as in the README
     assert f"Data: {bundled.source()}" in printed and bundled.SHA256 in printed
     header = records.read(zero_shot_run / records.RECORDS)[0]
-    assert header["backend_info"]["data_source"] == bundled.source()
+    assert header.backend_info["data_source"] == bundled.source()
     results = json.loads((zero_shot_run / "results.json").read_text())
     assert results["config"]["data_source"] == bundled.source()
 
@@ -58,11 +58,11 @@ def test_matches_lm_eval_question_by_question(zero_shot_run, gguf_path):
         worst = max(worst, *(abs(a - b) for a, b in zip(r.loglikelihoods, ref["loglikelihoods"],
                                                          strict=True)))
     assert worst < 1e-4, f"max |loglikelihood difference| {worst:.2e}"
-    assert (header["model"], header["backend"]) == ("demo", "hf")
-    assert header["backend_info"]["model_file"] == gguf_path.name
-    assert header["backend_info"]["dtype"] == "float32"
-    assert header["backend_info"]["device"] == "cpu"
-    assert footer["questions"] == 570
+    assert (header.model, header.backend) == ("demo", "hf")
+    assert header.backend_info["model_file"] == gguf_path.name
+    assert header.backend_info["dtype"] == "float32"
+    assert header.backend_info["device"] == "cpu"
+    assert footer.questions == 570
 
 
 def test_prints_lm_evals_table(zero_shot_run, capsys):

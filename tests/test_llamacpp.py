@@ -184,12 +184,11 @@ def test_cli_run_agrees_with_lm_eval_reference(gguf_path, mmlu_dir, tmp_path, ca
 
 
 def test_a_resume_with_another_tokenizer_is_refused(tmp_path, mmlu_dir):
-    from mmlu_bench import runner
-    from mmlu_bench.backends.llamacpp import LlamaCppBackend
+    from mmlu_bench import backends, runner
     from mmlu_bench.errors import UserError
     from mmlu_bench.records import RecordWriter
 
-    keys = LlamaCppBackend.resume_keys  # the tokenizer is one of them
+    keys = backends.spec("gguf").resume_keys  # the tokenizer is one of them
     config = RunConfig.from_spec("gguf:model.gguf", data_dir=str(mmlu_dir), subjects="anatomy",
                                  limit=1, output=str(tmp_path))
     plan = runner.plan(config)

@@ -12,7 +12,7 @@ from mmlu_bench.schema import QuestionRecord
 from mmlu_bench import summary
 from mmlu_bench.tasks.mmlu import MMLU
 
-from .conftest import REFERENCE_0SHOT
+from .conftest import REFERENCE_0SHOT, run_header
 
 
 def rec(subject: str, index: int, correct: bool) -> QuestionRecord:
@@ -61,7 +61,7 @@ def test_reference_run_gives_lm_evals_table_numbers():
         records.append(QuestionRecord(f"{r['subject']}/{r['doc_id']}", r["subject"], r["doc_id"],
                                       r["gold"], tuple(r["loglikelihoods"]), pred,
                                       pred == r["gold"], r["prompt_sha256"], 0))
-    s = summary.build({"num_fewshot": 0}, records)
+    s = summary.build(run_header(), records)
     assert f"{s.rows[0].acc:.4f}" == "0.2596" and f"{s.rows[0].stderr:.4f}" == "0.0185"
     table = report.full_table(s)
     lines = table.splitlines()
@@ -75,7 +75,7 @@ def test_reference_run_gives_lm_evals_table_numbers():
 def test_headers_are_centred_as_pytablewriter_centres_them():
     """An odd space goes right: lm-eval 0.4.13 prints "|   Groups    |" for the 13-wide
     Groups column of a humanities-only run, where str.center would print "|    Groups   |"."""
-    s = summary.build({"num_fewshot": 0}, [rec("formal_logic", i, i == 0) for i in range(2)])
+    s = summary.build(run_header(), [rec("formal_logic", i, i == 0) for i in range(2)])
     assert "\n|   Groups    |Version|" in report.full_table(s)
 
 

@@ -20,7 +20,7 @@ from mmlu_bench.schema import LETTERS, QuestionRecord
 from mmlu_bench.tasks import get
 from mmlu_bench.tasks.mmlu_pro import CATEGORIES, HUB_REPO, HUB_REVISION, UNITS, read_folder
 
-from .conftest import SHARED, require
+from .conftest import SHARED, require, run_header
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PRO_DATA = SHARED / "data" / "mmlu-pro"
@@ -191,8 +191,7 @@ def test_one_flat_lm_eval_task_row_then_the_categories():
 
 def test_results_json_has_lm_evals_key_and_the_normalized_score():
     records = records_of({"math": [True] * 3 + [False] * 7, "law": [True, False]})
-    header = {"task": "mmlu_pro", "num_fewshot": 0, "model": "m", "backend": "fake",
-              "limit": None, "prompt_format": "p", "tool_version": "0"}
+    header = run_header(task="mmlu_pro")
     s = summary.build(header, records)
     out = report.results_json(s, header)
     top = out["results"]["leaderboard_mmlu_pro"]
@@ -261,8 +260,8 @@ def test_fake_run_on_the_real_test_split(tmp_path, capsys):
     assert "normalized (acc - 0.1) / 0.9 (Open LLM Leaderboard):" in printed
     header, records, footer = read(out / "records.jsonl")
     assert [r.index for r in records] == list(range(30)) and footer is not None
-    assert header["backend_info"]["data_source"] == f"folder:{PRO_DATA.resolve()}"
-    assert header["task"] == "mmlu_pro" and header["limit"] == 30
+    assert header.backend_info["data_source"] == f"folder:{PRO_DATA.resolve()}"
+    assert header.task == "mmlu_pro" and header.limit == 30
     assert all(set(r.meta) == {"question_id", "src"} for r in records)
     results = json.loads((out / "results.json").read_text())
     assert results["results"]["leaderboard_mmlu_pro"]["sample_len"] == 30

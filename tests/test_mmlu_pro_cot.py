@@ -166,8 +166,8 @@ def test_a_fake_run_writes_lm_evals_group_and_subtasks(tmp_path, data_dir, capsy
     assert cli.main(run(tmp_path, data_dir, "--num-fewshot", "2", "--limit", "2")) == 0
     printed = capsys.readouterr().out
     header, records, _ = read(tmp_path / "out" / "records.jsonl")
-    assert header["task"] == "mmlu_pro" and header["task_options"] == {"recipe": "cot"}
-    assert header["prompt_format"] == ("lm-eval-0.4.13-mmlu_pro-3.1/cot:greedy,max_tokens=2048,"
+    assert header.task == "mmlu_pro" and header.task_options == {"recipe": "cot"}
+    assert header.prompt_format == ("lm-eval-0.4.13-mmlu_pro-3.1/cot:greedy,max_tokens=2048,"
                                        "until=['Question:'],seed=1234")
     # --limit 2: the first two of each category (14 lm-eval tasks), numbered within it
     assert [r.qid for r in records] == ["biology/0", "biology/1", "computer_science/0",

@@ -144,7 +144,7 @@ def run(model: str, out: Path, env: dict, *extra: str) -> tuple[dict, dict, str]
     assert code == 0, stderr
     header, records, _ = read(out / "records.jsonl")
     assert len(records) == 6
-    return {r.qid: r for r in records}, header["backend_info"], stderr
+    return {r.qid: r for r in records}, header.backend_info, stderr
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +214,7 @@ def test_without_server_logprobs_the_store_is_scored(case, real_store, gguf_path
         info = backend.info()
         says = {"no server": "connection refused", "no logprobs": "returned no logprobs"}[case]
         assert info["ollama_path"] == "store" and says in info["ollama_why"]
-        assert (backend.name, backend.exact) == ("ollama", True)
+        assert backend.exact
     finally:
         backend.close()
 

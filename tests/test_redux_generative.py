@@ -104,8 +104,8 @@ def test_cli_run_names_results_as_lm_eval(tmp_path, mmlu_dir, capsys):
     assert set(unit) == {"alias", "exact_match,default", "exact_match_stderr,default",
                          "sample_len"} and unit["alias"] == "  - anatomy"
     header, recs, _ = read(tmp_path / "run" / RECORDS)
-    assert "/generative[mmlu_redux_generative]:" in header["prompt_format"]
-    assert "until=['</s>']" in header["prompt_format"] and len(recs) == 4
+    assert "/generative[mmlu_redux_generative]:" in header.prompt_format
+    assert "until=['</s>']" in header.prompt_format and len(recs) == 4
     for r in recs:
         assert r.response is not None and r.n_options == 4 and r.meta["redux"] == "ok"
         first = next((ch for ch in r.response if ch in "ABCD"), None)
@@ -127,7 +127,7 @@ def test_chat_run_renders_lm_evals_messages(tmp_path, mmlu_dir):
 
     assert main(run_argv(tmp_path / "run", mmlu_dir, "--apply-chat-template")) == 0
     header, recs, _ = read(tmp_path / "run" / RECORDS)
-    assert f"+chat:{prompts.sha256(fake.TEMPLATE)[:16]}+multiturn" in header["prompt_format"]
+    assert f"+chat:{prompts.sha256(fake.TEMPLATE)[:16]}+multiturn" in header.prompt_format
     config = RunConfig.from_spec("fake:x", task="mmlu_redux", format="generative",
                                  data_dir=str(mmlu_dir), subjects="anatomy,virology", limit=2,
                                  apply_chat_template=True, output=str(tmp_path / "again"))

@@ -14,6 +14,7 @@ from mmlu_bench.schema import QuestionRecord
 from mmlu_bench.tasks.mmlu import MMLU
 from mmlu_bench.tasks.mmlu_redux import MMLURedux
 
+from .conftest import run_header
 from .test_redux import REDUX_DIR, needs
 
 SUBJECTS = "virology,anatomy"
@@ -41,7 +42,7 @@ def redux_runs(tmp_path_factory):
 
 def test_subset_ok_scores_the_ok_rows_and_all_every_joined_row(redux_runs):
     header, ok, _ = read(redux_runs / "ok" / RECORDS)
-    assert (header["task"], header["task_options"]) == ("mmlu_redux", {"redux_subset": "ok"})
+    assert (header.task, header.task_options) == ("mmlu_redux", {"redux_subset": "ok"})
     count = {s: sum(r.subject == s for r in ok) for s in ("virology", "anatomy")}
     assert count == {"virology": 43, "anatomy": 99}  # Redux: 57% of virology is flawed
     assert {r.meta["redux"] for r in ok} == {"ok"}
@@ -95,7 +96,7 @@ def test_authors_csvs_run_zero_shot_and_refuse_shots_with_what_to_pass(tmp_path,
                     data_dir=redux_dir)
     assert code == 0
     header, records, _ = read(out / RECORDS)
-    assert header["backend_info"]["data_source"].startswith("redux-csv:")
+    assert header.backend_info["data_source"].startswith("redux-csv:")
     _, from_mmlu, _ = read(redux_runs / "all" / RECORDS)
     assert [r.qid for r in records] == [r.qid for r in from_mmlu]
     assert [r.meta for r in records] == [r.meta for r in from_mmlu]
@@ -160,8 +161,7 @@ def mmlu_records() -> list[QuestionRecord]:
 
 def test_overlay_on_mmlu_records_adds_lines_and_leaves_the_rows():
     records = mmlu_records()
-    header = {"num_fewshot": 0, "model": "m", "backend": "fake", "limit": None,
-              "prompt_format": "p", "tool_version": "0"}
+    header = run_header()
     s = summary.build(header, records)
     assert [(x.name, x.acc, x.n) for x in s.slices] == [("MMLU-Redux ok questions", 1.0, 1)]
     assert "1 covered question has a wrong MMLU answer" in s.slices[0].note

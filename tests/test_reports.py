@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mmlu_bench import cli, compare, listing
+from mmlu_bench import cli, comparison, listing, load_run
 from mmlu_bench.config import RunConfig
 from mmlu_bench.errors import ConfigError
 from mmlu_bench.records import RECORDS, read
@@ -60,15 +60,15 @@ def test_report_without_records_is_a_clear_error(tmp_path, capsys):
 
 def test_sample_run_records_sample_and_seed_and_reports_the_estimate(fake_runs):
     header, records, _ = read(fake_runs / "s30" / RECORDS)
-    assert (header["sample"], header["seed"], len(records)) == (30, 4, 30)
-    assert header["population"] == {"anatomy": 135, "econometrics": 114, "formal_logic": 126,
+    assert (header.sample, header.seed, len(records)) == (30, 4, 30)
+    assert header.population == {"anatomy": 135, "econometrics": 114, "formal_logic": 126,
                                     "virology": 166}  # the 4 test files
     results = json.loads((fake_runs / "s30" / "results.json").read_text())
     assert results["sample"]["n"] == 30 and results["sample"]["population"] == 541
     low, high = results["sample"]["ci95"]
     assert low < results["sample"]["acc"] < high
     assert "Stratified sample of 30 of 541" in (fake_runs / "s30" / "results.md").read_text()
-    assert read(fake_runs / "a0" / RECORDS)[0]["sample"] is None
+    assert read(fake_runs / "a0" / RECORDS)[0].sample is None
     assert "stratified-sample estimate" in (fake_runs / "s30" / "report.html").read_text()
 
 
@@ -111,11 +111,11 @@ def test_compare_warns_about_shots_and_question_sets(fake_runs, capsys):
 
 
 def test_compare_of_a_run_with_itself_finds_no_difference(fake_runs):
-    a = compare.load(fake_runs / "a0")
-    p = compare.paired(a, a)
+    a = load_run(fake_runs / "a0")
+    p = comparison.paired(a, a)
     assert (p.only_a, p.only_b, p.p_value, p.low, p.high) == (0, 0, 1.0, 0.0, 0.0)
-    assert compare.verdict(p).startswith("No clear difference")
-    assert compare.warnings(a, a) == []
+    assert comparison.verdict(p).startswith("No clear difference")
+    assert comparison.warnings(a, a) == []
 
 
 def test_runs_lists_and_sorts(fake_runs, capsys):
@@ -140,7 +140,7 @@ def test_real_smollm2_report_and_compare(smollm2_runs, capsys):
     out = run_cli(capsys, "compare", str(zero), str(one))
     assert "warning: different few-shot examples: 0 vs 1" in out
     assert "different question sets" not in out  # the same 10 test questions
-    p = compare.paired(compare.load(zero), compare.load(one))
+    p = comparison.paired(load_run(zero), load_run(one))
     assert p.n == 10 and 0 < p.p_value <= 1
-    assert compare.verdict(p).split(":")[0] in ("No clear difference", "Borderline",
+    assert comparison.verdict(p).split(":")[0] in ("No clear difference", "Borderline",
                                                 "B is better than A", "B is worse than A")

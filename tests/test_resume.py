@@ -131,17 +131,17 @@ def test_header_and_footer_identify_the_run(tmp_path, mmlu_dir):
     out = tmp_path / "run"
     assert main(run_argv(out, mmlu_dir, "--num-fewshot", "2")) == 0
     header, recs, footer = records.read(out / RECORDS)
-    assert (header["model"], header["backend"], header["num_fewshot"], header["limit"]) == (
+    assert (header.model, header.backend, header.num_fewshot, header.limit) == (
         "x", "fake", 2, 20)
-    assert header["tool_version"] and header["prompt_format"] == MMLU.prompt_format
-    assert len(header["data_fingerprint"]) == 64 and header["started"].endswith("+00:00")
-    info = header["backend_info"]
+    assert header.tool_version and header.prompt_format == MMLU.prompt_format
+    assert len(header.data_fingerprint) == 64 and header.started.endswith("+00:00")
+    info = header.backend_info
     assert {"device", "dtype", "settings", "data_source", "host"} <= set(info)
     assert {"system", "machine", "python", "cpus", "packages"} <= set(info["host"])
     assert "api_key" not in info["settings"]
-    assert footer["questions"] == len(recs) == 40
-    assert footer["tokens"] == sum(r.n_tokens for r in recs)
-    assert footer["wall_seconds"] > 0 and footer["tokens_per_second"] > 0
+    assert footer.questions == len(recs) == 40
+    assert footer.tokens == sum(r.n_tokens for r in recs)
+    assert footer.wall_seconds > 0 and footer.tokens_per_second > 0
 
 
 def test_local_model_folder_identity_changes_with_its_files(tmp_path):

@@ -20,7 +20,7 @@ import pytest
 from mmlu_bench import cli
 from mmlu_bench.backends import http
 from mmlu_bench.backends.ollama import ollama_host, parse_version
-from mmlu_bench.backends.openai_compat import alternatives
+from mmlu_bench.backends.server_api import openai_letters
 from mmlu_bench.records import read
 from mmlu_bench.scoring import predict
 
@@ -264,4 +264,4 @@ def test_versions_and_the_chat_style_logprobs_shape():
     assert parse_version("0.12.11") == (0, 12, 11) > parse_version("0.12.9-rc1")
     first = {"token": " C", "logprob": -0.5, "top_logprobs": [{"token": " A", "logprob": -2.0}]}
     answer = {"choices": [{"logprobs": {"content": [first]}}]}
-    assert alternatives(answer) == {" A": -2.0, " C": -0.5}
+    assert openai_letters(answer) == ({" A": -2.0, " C": -0.5}, 0)

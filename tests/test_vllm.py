@@ -94,8 +94,8 @@ def test_zero_shot_matches_lm_eval_question_by_question(vllm_engine, smollm2_fol
         worst = max(worst, *(abs(a - b) for a, b in zip(r.loglikelihoods, ref["loglikelihoods"],
                                                          strict=True)))
     assert worst <= 1e-4, f"max |loglikelihood difference| {worst:.2e}"
-    info = header["backend_info"]
-    assert (header["backend"], info["device"], info["dtype"]) == ("vllm", "cpu", "float32")
+    info = header.backend_info
+    assert (header.backend, info["device"], info["dtype"]) == ("vllm", "cpu", "float32")
     assert info["tensor_parallel_size"] == 1 and info["vllm_version"].startswith("0.")
     assert info["engine_args"] == {"enforce_eager": True}
     assert info["model_path"] == str(smollm2_folder.resolve()) and len(info["model_sha256"]) == 64
@@ -122,7 +122,7 @@ def test_chat_template_matches_hf(vllm_engine, hf_model, smollm2_folder, tmp_pat
                                subjects=SIX))
     _, theirs, _ = read(run(hf_model, f"hf:{smollm2_folder}", tmp_path / "h", *chat,
                             subjects=SIX))
-    assert len(ours) == 60 and header["chat"]["chat_template_sha"]
+    assert len(ours) == 60 and header.chat["chat_template_sha"]
     same, prompts, worst = agreement(ours, theirs)
     assert (same, prompts) == (60, 60) and worst <= 1e-4, worst
 

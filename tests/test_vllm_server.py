@@ -86,7 +86,7 @@ def test_plain_letters_match_lm_eval(server, plain_run):
         assert None not in r.loglikelihoods, r.qid
         assert max(abs(a - b) for a, b in zip(r.loglikelihoods, ref["loglikelihoods"],
                                                strict=True)) <= 1e-4, r.qid
-    assert header["backend_info"]["server_model"] == MODEL_ID
+    assert header.backend_info["server_model"] == MODEL_ID
 
 
 def test_an_echo_that_disagrees_with_the_top_20_is_not_used(server, plain_run, tmp_path,

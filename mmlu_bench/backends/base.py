@@ -1,9 +1,11 @@
-"""The one protocol every backend implements, and what most backends share."""
+"""How a backend declares itself (BackendSpec, one row of backends/__init__.py's table), the
+one protocol every backend implements, and what most backends share."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from ..schema import ChoiceScores, GenerateRequest, Generation, ScoreRequest
 
@@ -18,6 +20,29 @@ GenGroup = tuple[Sequence[GenerateRequest], frozenset[str]]
 # info() keys that identify the model: a resume refuses a run recorded with other values.
 RESUME_KEYS = ("device", "dtype", "model_sha256", "model_size", "hub_id", "revision",
                "model_path", "quantize", "server_model")
+# What a backend can do: "loglikelihood" (score continuations: score_groups); "chat"
+# (chat_renderer(): lm-eval's chat messages rendered with the model's template, or sent to a
+# server's chat endpoint); "generate" (greedy text until a stop string: generate_groups).
+CAPABILITIES = ("loglikelihood", "chat", "generate")
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSpec:
+    """Everything known about a backend before its module is imported (which may import torch):
+    the CLI, the runner's checks and `mmlu-bench backends` read only this."""
+
+    name: str  # the --model prefix
+    factory: str  # "module:callable" that builds it from a RunConfig
+    needs: str  # what it needs, in words
+    install: str  # how to get that
+    requires: tuple[str, ...] = ()  # importable modules that must be present
+    capabilities: frozenset[str] = frozenset({"loglikelihood"})
+    # info() keys that identify the model: a resume refuses a run recorded with other values.
+    resume_keys: tuple[str, ...] = RESUME_KEYS
+    demo: bool = False  # can run the demo model's GGUF (--model demo)
+
+    def __post_init__(self) -> None:
+        assert self.capabilities <= set(CAPABILITIES), self.capabilities
 
 
 class Backend(Protocol):
@@ -30,16 +55,11 @@ class Backend(Protocol):
     clear message when it cannot give what scoring needs.
     """
 
-    name: ClassVar[str]
     # True when every log-likelihood is exact; False for servers that only return top-k
-    # alternatives, where a letter can be missing.
-    exact: ClassVar[bool]
-    # What it can do: "loglikelihood" (score continuations); "chat" (chat_renderer(): lm-eval's
-    # chat messages rendered with the model's template, or sent to a server's chat endpoint);
-    # "generate" (greedy text until a stop string: `generate_groups`, the same shape as
-    # score_groups).
-    capabilities: ClassVar[frozenset[str]]
-    resume_keys: ClassVar[tuple[str, ...]]
+    # alternatives, where a letter can be missing. (An instance's: ollama: is exact when it
+    # scores the pulled file, not through the server.) Its name and capabilities are its
+    # BackendSpec's.
+    exact: bool
 
     def __init__(self, config: RunConfig) -> None: ...
 
@@ -49,8 +69,10 @@ class Backend(Protocol):
 
     def score_groups(self, groups: Iterable[Group]) -> Iterator[list[ChoiceScores]]: ...
 
-    # Only with the "generate" capability:
+    # Only with the "generate" capability (the same shape as score_groups):
     # def generate_groups(self, groups: Iterable[GenGroup]) -> Iterator[list[Generation]]: ...
+    # Only with the "chat" capability:
+    # def chat_renderer(self) -> chat_template.ChatRenderer: ...
 
     def close(self) -> None: ...
 
@@ -58,9 +80,6 @@ class Backend(Protocol):
 class UnitScorer:
     """For backends that score one unit's unrecorded requests at a time (`score`), where
     batching does not depend on what else was in the unit."""
-
-    capabilities: ClassVar[frozenset[str]] = frozenset({"loglikelihood"})
-    resume_keys: ClassVar[tuple[str, ...]] = RESUME_KEYS
 
     def score(self, requests: Sequence[ScoreRequest]) -> Iterator[list[ChoiceScores]]:
         raise NotImplementedError

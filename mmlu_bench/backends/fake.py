@@ -24,9 +24,7 @@ TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end
 
 
 class FakeBackend(UnitScorer):
-    name = "fake"
     exact = True
-    capabilities = frozenset({"loglikelihood", "chat", "generate"})
 
     def __init__(self, config) -> None:
         self.model = config.model

@@ -7,7 +7,7 @@ Speed without changing a number:
 - a subject's shared token prefix (description + few-shot examples) is run once and its KV cache
   reused by every batch of that subject;
 - length-sorted batches within a token budget, cut where they pad least (tokens.batches);
-  each batch's cache is a view of the prefix's, not a copy (_expand);
+  each batch's cache is a view of the prefix's, not a copy (kv_cache.expand);
 - on a multi-core CPU, two single-threaded passes at once, the next subject's prefix pass
   beside this subject's last batches (lanes.py).
 """
@@ -15,7 +15,6 @@ Speed without changing a number:
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import logging
 import os
@@ -24,8 +23,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from ..errors import ConfigError
 from ..schema import ChoiceScores, ScoreRequest
 from . import lanes, tokens as tk
-from .base import RESUME_KEYS
 from .hf_load import load
+from .kv_cache import expand
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +42,10 @@ CPU_LANES = 2
 
 
 class HFBackend:
-    name = "hf"
+    """Its spec: backends/__init__.py. Chat: lm-eval's messages rendered with the tokenizer's
+    own template."""
+
     exact = True
-    # chat: renders lm-eval's chat messages with the tokenizer's own template
-    capabilities = frozenset({"loglikelihood", "chat", "generate"})
-    resume_keys = RESUME_KEYS
 
     def __init__(self, config) -> None:
         import torch
@@ -155,7 +153,7 @@ class HFBackend:
         positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
         kwargs = {}
         if cache is not None:
-            kwargs[self._cache_arg] = _expand(cache, len(batch))
+            kwargs[self._cache_arg] = expand(cache, len(batch))
             mask = torch.cat([torch.ones(len(batch), shared, dtype=mask.dtype), mask], dim=1)
         with torch.inference_mode():
             out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
@@ -209,41 +207,6 @@ def _gqa_switch(name: str):
         sdpa.use_gqa_in_sdpa = real
 
     return restore
-
-
-def _expand(cache, batch_size: int):
-    """The batch's own cache object over the shared prefix tensors, without copying them.
-
-    A dynamic cache grows by concatenation, a new tensor each pass, so the prefix tensors are
-    only read: the batch gets new cache objects whose tensors are views of the prefix's,
-    expanded along the batch dimension (stride 0). The pass's concatenation is then the only
-    copy; copying the prefix per batch (and per row) cost time and, with two lanes, memory.
-    """
-    views = {}
-    for t in _tensors(cache):
-        many = t.dim() >= 2 and t.shape[0] == 1 and batch_size > 1
-        views[id(t)] = t.expand(batch_size, *t.shape[1:]) if many else t
-    return copy.deepcopy(cache, views)
-
-
-def _tensors(obj, seen=None) -> Iterator:
-    """Every tensor an object holds through its attributes, lists, tuples and dicts."""
-    import torch
-
-    seen = set() if seen is None else seen
-    if id(obj) in seen:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (list, tuple)):
-        for item in obj:
-            yield from _tensors(item, seen)
-    elif isinstance(obj, dict):
-        for item in obj.values():
-            yield from _tensors(item, seen)
-    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
-        yield from _tensors(vars(obj), seen)
 
 
 def _pick_device(requested: str) -> str:

@@ -5,7 +5,7 @@ lm-eval sorts a task's prompts longest first, left-pads each batch, runs `model.
 with special tokens skipped and cuts it at the first stop string (the format's `until` plus the
 tokenizer's decoded EOS). Here the same, with two savings that change no text:
 - a batch's shared token prefix (the description, the few-shot examples) runs once; the
-  batch's cache starts as views of it (hf._expand);
+  batch's cache starts as views of it (kv_cache.expand);
 - a row leaves the batch as soon as it stops (its end-of-text token, a stop string in its
   decoded text, or max_tokens): its cache rows are dropped and no more steps run for it.
 Greedy choices are argmax over float logits; a padded batch can tip a near-tie the other way
@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..schema import GenerateRequest, Generation
+from .kv_cache import expand
 from .textgen import cut_at_stop, stops_with_eos
 
 # Rows per batch for --batch-size auto: the token budget over (prompt + max_tokens) per row, as
@@ -107,12 +108,10 @@ def _batches(backend, rows: list[_Row]) -> Iterator[list[_Row]]:
 
 def _run(backend, batch: list[_Row], shared: int, prefix_cache) -> None:
     """Greedy decoding of a batch; each row keeps its tokens in `out` and why it ended."""
-    from .hf import _expand
-
     torch = backend.torch
     eos_ids = _eos_ids(backend)
     ids, mask, positions = _first_inputs(backend, batch, shared)
-    cache = _expand(prefix_cache, len(batch)) if prefix_cache is not None else None
+    cache = expand(prefix_cache, len(batch)) if prefix_cache is not None else None
     active = list(range(len(batch)))
     with torch.inference_mode():
         while active:

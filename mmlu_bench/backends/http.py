@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 import tenacity
@@ -21,6 +22,9 @@ import tenacity
 from ..errors import BackendError, ConfigError
 from ..schema import ChoiceScores, ScoreRequest
 from .base import UnitScorer
+
+if TYPE_CHECKING:
+    from .server_api import ServerAPI
 
 log = logging.getLogger(__name__)
 
@@ -226,17 +230,16 @@ class ServerBackend(UnitScorer):
     letter's log-likelihood read from the top alternatives of the one generated token."""
 
     exact = False  # top-k only: a letter outside the top 20 is recorded as None (missing)
-    path: str  # the scoring endpoint
+    api: ServerAPI  # its endpoints and how their answers read
     client: Client
     concurrency: int
 
     def _body(self, prompt: str) -> dict:
         raise NotImplementedError
 
-    @staticmethod
-    def _parse(answer) -> tuple[dict[str, float], int]:
-        """(token text -> logprob, prompt tokens or 0); raises Transient when malformed."""
-        raise NotImplementedError
+    def _request(self, request: ScoreRequest) -> tuple[str, dict]:
+        """(endpoint, body) for a request (server_chat.ChatLetters sends messages elsewhere)."""
+        return self.api.path, self._body(request.context)
 
     def close(self) -> None:
         self.client.close()
@@ -245,8 +248,8 @@ class ServerBackend(UnitScorer):
         return score_parallel(requests, self._one, self.concurrency)
 
     def _one(self, request: ScoreRequest, stop: threading.Event) -> ChoiceScores:
-        found, prompt_tokens = self.client.post(self.path, self._body(request.context),
-                                                check=self._parse, stop=stop)
+        path, body = self._request(request)
+        found, prompt_tokens = self.client.post(path, body, check=self.api.letters, stop=stop)
         lls = tuple(found.get(c) for c in request.continuations)
         # lm-eval counts context + continuation tokens; a one-token continuation adds 1.
         return ChoiceScores(request.qid, lls, prompt_tokens + 1 if prompt_tokens else 0)

@@ -40,6 +40,90 @@ class Group:
         return bool(self.todo or self.running or not self.started)
 
 
+class _Lanes:
+    """What the lanes of one run() share: the open groups (oldest first) and where they come
+    from, the finished passes, and the lock and stop signal over them."""
+
+    def __init__(self, groups: Iterable, forward: Callable[[Any, Any], Any],
+                 set_threads: Callable[[int], None], threads: int) -> None:
+        self.source = iter(groups)
+        self.forward, self.set_threads, self.threads = forward, set_threads, threads
+        self.work: list[Group] = []
+        self.fetching, self.more = False, True
+        self.results: queue.Queue = queue.Queue()
+        self.lock = threading.Condition()
+        self.stop = threading.Event()
+
+    def take(self) -> tuple[Group, Any] | None:
+        """The next pass for a lane: a ready batch of the earliest open group, else a group's
+        setup (batch None); None once all is done. Called holding the lock."""
+        while not self.stop.is_set():
+            self.work[:] = [g for g in self.work if g.open()]
+            for g in self.work:
+                if g.ready and g.todo:
+                    g.running += 1
+                    return g, g.todo.pop(0)
+                if not g.started:
+                    g.started, g.running = True, 1
+                    return g, None
+            if len(self.work) < AHEAD and self.more and not self.fetching:
+                self._fetch()
+                continue
+            if not self.work and not self.more:
+                return None
+            self.lock.wait()
+        return None
+
+    def _fetch(self) -> None:
+        """Open the next group. The lock is released meanwhile: planning a group (tokenizing
+        a subject) takes a while, and the other lane may run a pass."""
+        self.fetching = True
+        self.lock.release()
+        try:
+            group = next(self.source, None)
+        finally:
+            self.lock.acquire()
+            self.fetching = False
+            self.lock.notify_all()
+        if group is None:
+            self.more = False
+        else:
+            key, setup, batches = group
+            self.work.append(Group(key, setup, list(batches)))
+
+    def lane(self) -> None:
+        """One lane's thread: passes until none is left; an error stops the others."""
+        try:
+            self.set_threads(self.threads)  # this thread's own team size
+            while (task := self._locked(self.take)) is not None:
+                g, batch = task
+                if batch is None:
+                    state, out = g.setup(), None
+                else:
+                    state, out = g.state, self.forward(batch, g.state)
+                self._locked(self._done, g, batch, state)
+                if batch is not None:
+                    self.results.put((g.key, batch, out, None))
+        except BaseException as e:  # re-raised in the caller's thread
+            self.stop.set()
+            self.results.put((None, None, None, e))
+        finally:
+            self._locked(self.lock.notify_all)
+            self.results.put(_DONE)
+
+    def _done(self, g: Group, batch, state) -> None:
+        g.running -= 1
+        if batch is None:
+            g.state, g.ready = state, True
+        elif not g.todo and not g.running:
+            g.state = None  # the group is done: free its cache
+        self.lock.notify_all()
+
+    def _locked(self, fn, *args):
+        with self.lock:
+            return fn(*args)
+
+
 def run(groups: Iterable[tuple[Any, Callable[[], Any], Sequence]],
         forward: Callable[[Any, Any], Any], lanes: int, set_threads: Callable[[int], None],
         threads: int, restore: int) -> Iterator[tuple[Any, Any, Any]]:
@@ -47,83 +131,14 @@ def run(groups: Iterable[tuple[Any, Callable[[], Any], Sequence]],
     batches) taken from `groups` as lanes need them, by `lanes` threads each running `threads`
     threads. An error in one lane stops the others after their current pass and is raised
     here; so is an interruption of the caller. Threads are set back to `restore` at the end."""
-    source = iter(groups)
-    work: list[Group] = []  # the open groups, oldest first
-    fetch = {"busy": False, "more": True}
-    results: queue.Queue = queue.Queue()
-    lock = threading.Condition()
-    stop = threading.Event()
-
-    def take() -> tuple[Group, Any] | None:
-        """The next pass for a lane: a ready batch of the earliest open group, else a group's
-        setup; None once all is done. Called holding the lock, which it may release to plan
-        the next group (tokenizing a subject takes a while)."""
-        while not stop.is_set():
-            work[:] = [g for g in work if g.open()]
-            for g in work:
-                if g.ready and g.todo:
-                    g.running += 1
-                    return g, g.todo.pop(0)
-                if not g.started:
-                    g.started, g.running = True, 1
-                    return g, None
-            if len(work) < AHEAD and fetch["more"] and not fetch["busy"]:
-                fetch["busy"] = True
-                lock.release()
-                try:
-                    group = next(source, None)
-                finally:
-                    lock.acquire()
-                    fetch["busy"] = False
-                    lock.notify_all()
-                if group is None:
-                    fetch["more"] = False
-                else:
-                    key, setup, batches = group
-                    work.append(Group(key, setup, list(batches)))
-                continue
-            if not work and not fetch["more"]:
-                return None
-            lock.wait()
-        return None
-
-    def lane() -> None:
-        try:
-            set_threads(threads)  # this thread's own team size
-            while True:
-                with lock:
-                    task = take()
-                if task is None:
-                    return
-                g, batch = task
-                if batch is None:
-                    state, out = g.setup(), None
-                else:
-                    state, out = g.state, forward(batch, g.state)
-                with lock:
-                    g.running -= 1
-                    if batch is None:
-                        g.state, g.ready = state, True
-                    elif not g.todo and not g.running:
-                        g.state = None  # the group is done: free its cache
-                    lock.notify_all()
-                if batch is not None:
-                    results.put((g.key, batch, out, None))
-        except BaseException as e:  # re-raised in the caller's thread
-            stop.set()
-            results.put((None, None, None, e))
-        finally:
-            with lock:
-                lock.notify_all()
-            results.put(_DONE)
-
-    workers = [threading.Thread(target=lane, daemon=True) for _ in range(lanes)]
+    shared = _Lanes(groups, forward, set_threads, threads)
+    workers = [threading.Thread(target=shared.lane, daemon=True) for _ in range(lanes)]
     try:
         for w in workers:
             w.start()
         running = len(workers)
         while running:
-            item = results.get()
+            item = shared.results.get()
             if item is _DONE:
                 running -= 1
                 continue
@@ -132,9 +147,8 @@ def run(groups: Iterable[tuple[Any, Callable[[], Any], Sequence]],
                 raise error
             yield key, batch, out
     finally:
-        stop.set()
-        with lock:
-            lock.notify_all()
+        shared.stop.set()
+        shared._locked(shared.lock.notify_all)
         for w in workers:
             if w.ident is not None:
                 w.join()

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import BackendError, ModelError
 from ..schema import ChoiceScores, ScoreRequest
 from . import tokens as tk
-from .base import RESUME_KEYS, UnitScorer
+from .base import UnitScorer
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,10 @@ MIN_EVAL = 8
 
 
 class LlamaCppBackend(UnitScorer):
-    name = "gguf"
-    # Which tokenizer split the prompts (transformers, or llama.cpp's as a fallback).
-    resume_keys = RESUME_KEYS + ("tokenizer",)
+    """Its spec: backends/__init__.py. Chat: the GGUF's tokenizer.chat_template, rendered as
+    transformers renders it."""
+
     exact = True
-    # chat: the GGUF's tokenizer.chat_template, rendered as transformers renders it
-    capabilities = frozenset({"loglikelihood", "chat", "generate"})
 
     def __init__(self, config) -> None:
         import llama_cpp

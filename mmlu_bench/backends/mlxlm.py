@@ -29,7 +29,6 @@ from pathlib import Path
 from ..errors import ConfigError, ModelError
 from ..schema import ChoiceScores, ScoreRequest
 from . import tokens as tk
-from .base import RESUME_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +41,10 @@ DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16":
 
 
 class MLXBackend:
-    name = "mlx"
+    """Its spec: backends/__init__.py. As hf.py, batches are planned over all requests, so a
+    resumed run computes each question in the same batch."""
+
     exact = True
-    capabilities = frozenset({"loglikelihood"})
-    # As hf.py: batches are planned over all requests, so a resumed run computes each
-    # question in the same batch. The quantization tells a 4-bit copy from the original.
-    resume_keys = RESUME_KEYS + ("quantization",)
 
     def __init__(self, config) -> None:
         self.blas = _system_blas()

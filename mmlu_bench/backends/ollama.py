@@ -18,7 +18,7 @@ import re
 from urllib.parse import urlsplit
 
 from ..errors import BackendError, ConfigError
-from . import http, server_generate
+from . import http, server_api
 from .http import (
     Client,
     HTTPStatusError,
@@ -27,7 +27,7 @@ from .http import (
     Unreachable,
 )
 from .openai_compat import PROBE, TOP_K
-from .server_chat import ChatLetters, ollama_chat_alternatives, ollama_chat_body
+from .server_chat import ChatLetters, ollama_chat_body
 from .server_generate import ServerText
 
 log = logging.getLogger(__name__)
@@ -72,25 +72,6 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     return tuple(int(g) for g in match.groups()) if match else None  # type: ignore[return-value]
 
 
-def alternatives(answer: dict) -> dict[str, float]:
-    """token text -> logprob at the generated position. Token texts carry their leading space
-    (" A"); only " A".." D" count, as in lm-eval's continuations."""
-    try:
-        first = answer["logprobs"][0]
-        found = {alt["token"]: alt["logprob"] for alt in first.get("top_logprobs") or []}
-        found.setdefault(first["token"], first["logprob"])
-    except (KeyError, IndexError, TypeError) as e:
-        raise Transient(f"Ollama's answer holds no logprobs ({type(e).__name__}: {e})") from None
-    return found
-
-
-def _stopped_at_once(answer) -> bool:
-    """End-of-text came first: nothing generated, no logprobs. llama-cpp-python's server does
-    this (see openai_compat.min_tokens); guarded here too, though not seen on a real Ollama."""
-    return (isinstance(answer, dict) and not answer.get("logprobs")
-            and not answer.get("response") and answer.get("done_reason") == "stop")
-
-
 class NoServerLogprobs(BackendError):
     """The server path cannot score: no server, too old, or no logprobs in its answers."""
 
@@ -112,16 +93,7 @@ def open_backend(config):
 
 
 class OllamaBackend(ChatLetters, ServerText, ServerBackend):
-    name = "ollama"
-    exact = False  # top-k only: a letter outside the top 20 is recorded as missing
-    path = "/api/generate"
-    # chat: --apply-chat-template requests go to /api/chat (server_chat.py)
-    capabilities = frozenset({"loglikelihood", "chat", "generate"})
-    chat_path = "/api/chat"
-    text_request = staticmethod(server_generate.ollama_request)
-    text_parse = staticmethod(server_generate.ollama_parse)
-    # A model pulled again under the same name is another model: its digest must match.
-    resume_keys = ServerBackend.resume_keys + ("model_digest", "ollama_path", "tokenizer")
+    api = server_api.OLLAMA
 
     def __init__(self, config) -> None:
         self.base = ollama_host(os.environ.get("OLLAMA_HOST"))
@@ -147,21 +119,6 @@ class OllamaBackend(ChatLetters, ServerText, ServerBackend):
 
     def _chat_body(self, messages: list[dict]) -> dict:
         return ollama_chat_body(self.model, messages)
-
-    @staticmethod
-    def _chat_parse(answer: dict) -> tuple[dict[str, float], int]:
-        prompt_tokens = answer.get("prompt_eval_count") if isinstance(answer, dict) else None
-        return ollama_chat_alternatives(answer), int(prompt_tokens or 0)
-
-    @staticmethod
-    def _parse(answer: dict) -> tuple[dict[str, float], int]:
-        # Some Ollama versions leave prompt-cached tokens out of prompt_eval_count
-        # (ollama#2068): n_tokens, for tokens/s only, can run low; no score depends on it.
-        prompt_tokens = answer.get("prompt_eval_count") if isinstance(answer, dict) else None
-        if _stopped_at_once(answer):  # at temperature 0 a retry would do the same
-            raise BackendError("Ollama stopped at end-of-text before generating a token and "
-                               "returned no logprobs for a prompt")
-        return alternatives(answer), int(prompt_tokens or 0)
 
     def _check_version(self) -> str:
         try:
@@ -193,13 +150,9 @@ class OllamaBackend(ChatLetters, ServerText, ServerBackend):
             raise BackendError(f"Ollama at {self.base} refused a test generation: HTTP "
                                f"{e.status}: {e.detail}") from None
         try:
-            alternatives(answer)
+            self.api.letters(answer)
         except Transient:
             raise NoServerLogprobs(f"Ollama at {self.base} returned no logprobs for a test "
                                    f"generation; upgrade Ollama to "
                                    f"{'.'.join(map(str, MIN_VERSION))} or later") from None
 
-
-# What `ollama:` can do whichever path open_backend takes (the store path scores the file with
-# llama.cpp, which can do all of it too): read by the runner before anything loads.
-open_backend.capabilities = OllamaBackend.capabilities

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ModelError
-from .base import RESUME_KEYS
 from .llamacpp import LlamaCppBackend
 
 log = logging.getLogger(__name__)
@@ -145,9 +144,8 @@ def params(found: StoreModel) -> dict | str | None:
 class OllamaStoreBackend(LlamaCppBackend):
     """ollama:NAME scored in-process from the store, with the gguf: backend's settings."""
 
-    name = "ollama"
-    # As the server path's: a run begun through the server does not resume from the store.
-    resume_keys = RESUME_KEYS + ("model_digest", "ollama_path", "tokenizer")
+    # Its resume keys are the server path's (the ollama: spec): a run begun through the server
+    # does not resume from the store.
     exact = True  # the full log-softmax, as gguf: (the server path has only the top 20)
 
     def __init__(self, config, why: str = "--ollama-direct") -> None:

@@ -8,12 +8,13 @@ prompt echoed (server_echo.py), and is None (missing) where the server cannot ec
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit
 
 from ..errors import BackendError, ConfigError
-from . import http, server_generate
+from . import http, server_api
 from .http import Client, HTTPStatusError, ServerBackend, Transient
-from .server_chat import ChatLetters, openai_chat_alternatives, openai_chat_body
+from .server_chat import ChatLetters, openai_chat_body
 from .server_echo import EchoFallback
 from .server_generate import ServerText
 
@@ -29,55 +30,18 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def alternatives(answer: dict) -> dict[str, float]:
-    """token text -> logprob at the generated position, from either shape servers return.
-
-    Token texts are each token decoded on its own: a BPE "ĠA" or SentencePiece "▁A" reads " A",
-    with the space. Only the exact strings " A".." D" count, as in lm-eval's continuations; two
-    token ids that decode to the same text share one key."""
-    try:
-        logprobs = answer["choices"][0]["logprobs"]
-        if "content" in logprobs:  # the chat-style shape: [{token, logprob, top_logprobs}]
-            first = logprobs["content"][0]
-            found = {alt["token"]: alt["logprob"] for alt in first.get("top_logprobs") or []}
-            found.setdefault(first["token"], first["logprob"])
-        else:  # the legacy completions shape: top_logprobs = [{token: logprob}] per position
-            found = dict(logprobs["top_logprobs"][0] or {})
-            found.setdefault(logprobs["tokens"][0], logprobs["token_logprobs"][0])
-    except (KeyError, IndexError, TypeError) as e:
-        raise Transient(f"the server's answer holds no logprobs ({type(e).__name__}: {e})"
-                        ) from None
-    if not found:
-        raise Transient("the server's answer holds empty logprobs")
-    return found
-
-
-def _stopped_at_once(answer: dict) -> bool:
-    """The server generated nothing: end-of-text was the likeliest token (see min_tokens)."""
-    try:
-        choice = answer["choices"][0]
-        return choice["finish_reason"] == "stop" and not choice["text"]
-    except (KeyError, IndexError, TypeError):
-        return False
-
-
 class OpenAIBackend(EchoFallback, ChatLetters, ServerText, ServerBackend):
-    name = "openai"
     # top-k: a letter outside the top 20 is asked again with echo (server_echo.py), and is
     # recorded as missing where the server's echo cannot score it
-    exact = False
-    path = "/completions"
-    # chat: --apply-chat-template requests go to /chat/completions (server_chat.py)
-    capabilities = frozenset({"loglikelihood", "chat", "generate"})
-    chat_path = "/chat/completions"
-    text_request = staticmethod(server_generate.openai_request)
-    text_parse = staticmethod(server_generate.openai_parse)
+    api = server_api.OPENAI
 
     def __init__(self, config) -> None:
         self.base = check_url(config.model)
         self.model = config.model_name
         self.concurrency = config.concurrency
-        self.client = Client(self.base, config.api_key, config.timeout)
+        # The key is read here, for the CLI and the Python API alike; never written anywhere.
+        key = config.api_key or os.environ.get("OPENAI_API_KEY")
+        self.client = Client(self.base, key, config.timeout)
         self.min_tokens = True
         self._check_model_listed()
         self.generating = config.format_spec().needs == "generate"
@@ -101,22 +65,6 @@ class OpenAIBackend(EchoFallback, ChatLetters, ServerText, ServerBackend):
 
     def _chat_body(self, messages: list[dict]) -> dict:
         return openai_chat_body(self.model, messages, self.min_tokens)
-
-    @staticmethod
-    def _chat_parse(answer: dict) -> tuple[dict[str, float], int]:
-        usage = answer.get("usage") if isinstance(answer, dict) else None
-        prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-        return openai_chat_alternatives(answer), int(prompt_tokens or 0)
-
-    @staticmethod
-    def _parse(answer: dict) -> tuple[dict[str, float], int]:
-        if _stopped_at_once(answer):  # deterministic at temperature 0: retrying will not help
-            raise BackendError("the server stopped at end-of-text before generating a token, "
-                               "so it returned no logprobs; use a server that accepts "
-                               "min_tokens (llama-cpp-python, vLLM)")
-        usage = answer.get("usage") if isinstance(answer, dict) else None
-        prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-        return alternatives(answer), int(prompt_tokens or 0)
 
     def _check_model_listed(self) -> None:
         """Refuse a model the server does not list. Servers without /models are let through."""
@@ -143,7 +91,7 @@ class OpenAIBackend(EchoFallback, ChatLetters, ServerText, ServerBackend):
         except HTTPStatusError as e:
             raise BackendError(self._refusal(e)) from None
         try:
-            alternatives(answer)
+            self.api.letters(answer)
         except Transient:
             raise BackendError(f"{self.base}/completions returned no logprobs; mmlu-bench needs "
                                "a server that returns top logprobs (llama.cpp, vLLM, ...)"

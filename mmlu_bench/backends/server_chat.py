@@ -13,14 +13,11 @@ prompt's trailing newline is part of the server's prompt, not of the scored cont
 
 from __future__ import annotations
 
-import threading
-from typing import ClassVar
-
 from ..errors import BackendError
-from ..schema import ChoiceScores, ScoreRequest
+from ..schema import ScoreRequest
 from . import http
 from .chat_template import ChatRenderer, server_renderer
-from .http import HTTPStatusError, Transient
+from .http import HTTPStatusError
 
 TOP_K = 20
 PROBE = [{"role": "user", "content": "The capital of France is"}]
@@ -34,47 +31,18 @@ def openai_chat_body(model: str, messages: list[dict], min_tokens: bool) -> dict
     return body
 
 
-def openai_chat_alternatives(answer: dict) -> dict[str, float]:
-    """token text -> logprob of the first generated token, from a /chat/completions answer."""
-    return _alternatives(lambda a: a["choices"][0]["logprobs"]["content"][0], answer,
-                         "the server's")
-
-
 def ollama_chat_body(model: str, messages: list[dict]) -> dict:
     return {"model": model, "messages": messages, "stream": False,
             "options": {"num_predict": 1, "temperature": 0},
             "logprobs": True, "top_logprobs": TOP_K}
 
 
-def ollama_chat_alternatives(answer: dict) -> dict[str, float]:
-    """Ollama's /api/chat answer carries `logprobs` as /api/generate does."""
-    return _alternatives(lambda a: a["logprobs"][0], answer, "Ollama's")
-
-
-def _alternatives(first_of, answer: dict, whose: str) -> dict[str, float]:
-    """The first token's top alternatives and the token itself; a Transient (asked again)
-    when the answer holds none."""
-    try:
-        first = first_of(answer)
-        found = {alt["token"]: alt["logprob"] for alt in first.get("top_logprobs") or []}
-        found.setdefault(first["token"], first["logprob"])
-    except (KeyError, IndexError, TypeError) as e:
-        raise Transient(f"{whose} chat answer holds no logprobs ({type(e).__name__}: {e})"
-                        ) from None
-    return found
-
-
 class ChatLetters:
     """Mixin for a ServerBackend: requests with messages go to the chat endpoint."""
 
-    chat_path: ClassVar[str]
     generating: bool = False  # a generative format: text is read, no logprobs are needed
 
     def _chat_body(self, messages: list[dict]) -> dict:
-        raise NotImplementedError
-
-    @staticmethod
-    def _chat_parse(answer) -> tuple[dict[str, float], int]:
         raise NotImplementedError
 
     def chat_renderer(self) -> ChatRenderer:
@@ -95,20 +63,16 @@ class ChatLetters:
                                "leave out --apply-chat-template to score the plain prompt"
                                ) from None
         except BackendError as e:
-            raise BackendError(f"{self.base}{self.chat_path} gave no logprobs for a chat "
+            raise BackendError(f"{self.base}{self.api.chat_path} gave no logprobs for a chat "
                                f"request ({e}); mmlu-bench needs top logprobs there for "
                                "--apply-chat-template") from None
         return server_renderer()
 
     def _chat_probe(self) -> None:
-        self.client.post(self.chat_path, self._chat_body(PROBE), check=self._chat_parse,
+        self.client.post(self.api.chat_path, self._chat_body(PROBE), check=self.api.letters,
                          retry=http.STARTUP_RETRY)
 
-    def _one(self, request: ScoreRequest, stop: threading.Event) -> ChoiceScores:
+    def _request(self, request: ScoreRequest) -> tuple[str, dict]:
         if request.messages is None:
-            return super()._one(request, stop)
-        found, prompt_tokens = self.client.post(
-            self.chat_path, self._chat_body([dict(m) for m in request.messages]),
-            check=self._chat_parse, stop=stop)
-        lls = tuple(found.get(c) for c in request.continuations)
-        return ChoiceScores(request.qid, lls, prompt_tokens + 1 if prompt_tokens else 0)
+            return super()._request(request)
+        return self.api.chat_path, self._chat_body([dict(m) for m in request.messages])

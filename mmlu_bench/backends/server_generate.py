@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from typing import ClassVar
+from collections.abc import Sequence
 
 from ..schema import GenerateRequest, Generation
-from .http import Transient, score_parallel
+from .http import score_parallel
 from .textgen import cut_at_stop
 
 log = logging.getLogger(__name__)
@@ -38,19 +37,6 @@ def openai_request(model: str, r: GenerateRequest) -> tuple[str, dict]:
     return "/completions", {**body, "prompt": r.context}
 
 
-def openai_parse(answer) -> tuple[str, str, int]:
-    """(text, finish, tokens) from a /completions or /chat/completions answer."""
-    try:
-        choice = answer["choices"][0]
-        text = choice["message"]["content"] if "message" in choice else choice["text"]
-        finish = choice.get("finish_reason") or "stop"
-    except (KeyError, IndexError, TypeError) as e:
-        raise Transient(f"the server's answer holds no text ({type(e).__name__}: {e})") from None
-    usage = answer.get("usage") or {}
-    tokens = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
-    return text or "", finish, tokens  # a None content is lm-eval's "" placeholder
-
-
 def ollama_request(model: str, r: GenerateRequest) -> tuple[str, dict]:
     """(endpoint, body) for Ollama's native API: /api/chat for turns, else /api/generate with
     raw=true (no template: the prompt as the format wrote it)."""
@@ -61,16 +47,6 @@ def ollama_request(model: str, r: GenerateRequest) -> tuple[str, dict]:
     if r.messages is not None:
         return "/api/chat", {**body, "messages": list(r.messages)}
     return "/api/generate", {**body, "prompt": r.context, "raw": True}
-
-
-def ollama_parse(answer) -> tuple[str, str, int]:
-    try:
-        text = answer["message"]["content"] if "message" in answer else answer["response"]
-    except (KeyError, TypeError) as e:
-        raise Transient(f"Ollama's answer holds no text ({type(e).__name__}: {e})") from None
-    finish = answer.get("done_reason") or "stop"
-    tokens = int(answer.get("prompt_eval_count") or 0) + int(answer.get("eval_count") or 0)
-    return text or "", finish, tokens
 
 
 def generate_one(client, request: tuple[str, dict], parse, r: GenerateRequest,
@@ -89,14 +65,11 @@ def generate_one(client, request: tuple[str, dict], parse, r: GenerateRequest,
 
 class ServerText:
     """Mixin for a ServerBackend: greedy text for generative formats, `concurrency` requests
-    at a time, each built by `text_request` and read by `text_parse`."""
-
-    text_request: ClassVar[Callable[[str, GenerateRequest], tuple[str, dict]]]
-    text_parse: ClassVar[Callable]
+    at a time, each built by its api's `text_request` and read by its `text`."""
 
     def generate(self, requests: Sequence[GenerateRequest]):
         return score_parallel(requests, self._generate_one, self.concurrency)
 
     def _generate_one(self, r: GenerateRequest, stop: threading.Event) -> Generation:
-        return generate_one(self.client, self.text_request(self.model, r), self.text_parse, r,
+        return generate_one(self.client, self.api.text_request(self.model, r), self.api.text, r,
                             stop)

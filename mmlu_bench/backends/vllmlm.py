@@ -55,11 +55,9 @@ class _Job:
 
 
 class VLLMBackend:
-    name = "vllm"
+    """Its spec: backends/__init__.py."""
+
     exact = True
-    capabilities = frozenset({"loglikelihood", "chat", "generate"})
-    resume_keys = RESUME_KEYS + ("vllm_version", "tensor_parallel_size", "quantization",
-                                 "engine_args")
 
     def __init__(self, config) -> None:
         import vllm

@@ -1,4 +1,5 @@
-"""`mmlu-bench compare RUN_A RUN_B [...]`: is the difference between runs real?
+"""`mmlu-bench compare RUN_A RUN_B [...]` and `mmlu_bench.compare`: is the difference between
+runs real?
 
 Every run after the first is compared with the first (the baseline): accuracy deltas per
 category and subject, and a paired test over the questions both runs scored (exact McNemar,
@@ -10,34 +11,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from . import backends, stats, summary
-from .errors import UserError
-from .records import RECORDS, read
-from .schema import GroupResult, QuestionRecord
+from . import stats
+from .model_spec import model_slug
+from .result import Result
+from .schema import GroupResult
 
 ALPHA = 0.05
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
-    path: Path
-    header: dict
-    records: list[QuestionRecord]
-    finished: bool
-    rows: dict[str, GroupResult]  # by name: the task, its groups, its units
-    estimate: stats.Estimate
+def _rows(run: Result) -> dict[str, GroupResult]:
+    """The run's table rows by name: the task, its groups, its units."""
+    return {g.name: g for g in run.summary.rows}
 
 
-def load(run_dir: str | Path) -> Run:
-    path = Path(run_dir)
-    if not (path / RECORDS).is_file():
-        raise UserError(f"{path}: no {RECORDS} here; pass run folders written by `mmlu-bench run`.")
-    header, records, footer = read(path / RECORDS)
-    s = summary.build(header, records, footer is not None)
-    est = stats.Estimate(s.acc, s.stderr, s.n, s.population)
-    return Run(path, header, records, footer is not None, {g.name: g for g in s.rows}, est)
+def _label(run: Result) -> str:
+    return str(run.folder) if run.folder else "(no run folder)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +47,7 @@ class Paired:
         return self.acc_b - self.acc_a
 
 
-def paired(a: Run, b: Run, seed: int = 0) -> Paired:
+def paired(a: Result, b: Result, seed: int = 0) -> Paired:
     right_a = {r.qid: r.correct for r in a.records}
     shared = [(right_a[r.qid], r.correct) for r in b.records if r.qid in right_a]
     n = len(shared)
@@ -87,13 +76,13 @@ def verdict(p: Paired, a: str = "A", b: str = "B") -> str:
             "questions would narrow the interval.")
 
 
-def warnings(a: Run, b: Run) -> list[str]:
+def warnings(a: Result, b: Result) -> list[str]:
     """Differences in how the runs were made that make the comparison less like-for-like."""
     out = []
     for key, what in (("num_fewshot", "few-shot examples"), ("prompt_format", "prompt formats"),
                       ("limit", "--limit"), ("sample", "--sample"), ("seed", "sample seeds")):
-        if a.header.get(key) != b.header.get(key):
-            out.append(f"different {what}: {a.header.get(key)} vs {b.header.get(key)}")
+        if getattr(a.header, key) != getattr(b.header, key):
+            out.append(f"different {what}: {getattr(a.header, key)} vs {getattr(b.header, key)}")
     qa, qb = {r.qid for r in a.records}, {r.qid for r in b.records}
     if qa != qb:
         out.append(f"different question sets: {len(qa)} vs {len(qb)} questions, {len(qa & qb)} "
@@ -101,7 +90,7 @@ def warnings(a: Run, b: Run) -> list[str]:
                    "ones only")
     for run in (a, b):
         if not run.finished:
-            out.append(f"{run.path} has not finished: its numbers cover the questions so far")
+            out.append(f"{_label(run)} has not finished: its numbers cover the questions so far")
     return out
 
 
@@ -109,13 +98,15 @@ def _fmt(x: float) -> str:
     return "   n/a" if math.isnan(x) else f"{x:6.1%}"
 
 
-def _delta_table(runs: Sequence[Run], level: int) -> list[str]:
-    names = sorted({n for r in runs for n, g in r.rows.items()
+def _delta_table(runs: Sequence[Result], level: int) -> list[str]:
+    tables = [_rows(r) for r in runs]
+    names = sorted({n for rows in tables for n, g in rows.items()
                     if (g.unit if level == 2 else (g.group and g.level > 0))})
-    base = runs[0].rows
+    base = tables[0]
 
     def key(name: str) -> float:
-        d = [r.rows[name].acc - base[name].acc for r in runs[1:] if name in r.rows and name in base]
+        d = [rows[name].acc - base[name].acc for rows in tables[1:]
+             if name in rows and name in base]
         return d[0] if d else math.inf
 
     if level == 2:
@@ -126,7 +117,7 @@ def _delta_table(runs: Sequence[Run], level: int) -> list[str]:
         " ".join(f"{x + '-A':>7}" for x in letters[1:]) + "      n"
     lines = [head]
     for name in names:
-        accs = [r.rows[name].acc if name in r.rows else math.nan for r in runs]
+        accs = [rows[name].acc if name in rows else math.nan for rows in tables]
         deltas = [acc - accs[0] for acc in accs[1:]]
         n = base[name].n if name in base else 0
         lines.append(f"{name:{width}} " + " ".join(_fmt(x) for x in accs) + " " +
@@ -135,14 +126,14 @@ def _delta_table(runs: Sequence[Run], level: int) -> list[str]:
     return lines
 
 
-def render(runs: Sequence[Run], seed: int = 0) -> str:
+def render(runs: Sequence[Result], seed: int = 0) -> str:
     """The comparison as text: the runs, deltas by category and subject, paired tests."""
     assert len(runs) >= 2, "compare needs two runs or more"
     out = ["Runs:"]
     for i, r in enumerate(runs):
-        h, e = r.header, r.estimate
-        out.append(f"  {chr(ord('A') + i)}: {r.path}  {h['backend']}:{backends.model_slug(h['model'])}, "
-                   f"{h['num_fewshot']}-shot, {e.n} questions, accuracy {_fmt(e.acc).strip()} "
+        h, e = r.header, r.summary
+        out.append(f"  {chr(ord('A') + i)}: {_label(r)}  {h.backend}:{model_slug(h.model)}, "
+                   f"{h.num_fewshot}-shot, {e.n} questions, accuracy {_fmt(e.acc).strip()} "
                    f"± {_fmt(e.stderr).strip()}")
     out += ["", "By category:"] + _delta_table(runs, 1)
     out += ["", "By subject (largest drop first):"] + _delta_table(runs, 2)
