@@ -85,7 +85,7 @@ def test_zero_shot_matches_lm_eval_question_by_question(vllm_engine, smollm2_fol
     header, recs, footer = read(run(vllm_engine, f"vllm:{smollm2_folder}", tmp_path / "v0"))
     reference = {f"{r['subject']}/{r['doc_id']}": r
                  for r in map(json.loads, REFERENCE_0SHOT.open())}
-    assert len(recs) == len(reference) == footer["questions"] == 570
+    assert len(recs) == len(reference) == footer.questions == 570
     worst = 0.0
     for r in recs:
         ref = reference[r.qid]

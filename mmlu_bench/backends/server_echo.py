@@ -74,7 +74,7 @@ class EchoFallback:
                 "logprobs": 1, "echo": True}
         try:
             # Few tries: a server that fails echo is not worth the full backoff.
-            answer = self.client.post(self.path, body, stop=stop, retry=http.STARTUP_RETRY)
+            answer = self.client.post(self.api.path, body, stop=stop, retry=http.STARTUP_RETRY)
             return _continuation(answer, len(ctx), len(ctx + cont))
         except (BackendError, Transient) as e:
             if stop.is_set():
