@@ -28,7 +28,6 @@ from pathlib import Path
 from ..errors import ConfigError, ModelError
 from ..schema import ChoiceScores, ScoreRequest
 from . import tokens as tk
-from .base import RESUME_KEYS
 
 log = logging.getLogger(__name__)
 
