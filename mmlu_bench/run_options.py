@@ -55,14 +55,14 @@ RUN_OPTIONS = (
     )),
     ("speed", (
         ("--batch-size", dict(help="rows per batch, or auto (token budget)")),
+        ("--threads", dict(type=int, help="CPU threads of hf: and gguf: (default: the cores "
+                           "other work leaves free, re-read as the run goes)")),
         ("--no-prefix-sharing", dict(dest="prefix_sharing", action="store_false",
                                      help="recompute each prompt's shared few-shot prefix "
                                           "(slower, for checks)")),
     )),
     ("llama.cpp (gguf:)", (
         ("--n-gpu-layers", dict(type=int, help="llama.cpp layers to offload")),
-        ("--threads", dict(type=int, help="CPU threads of hf: and gguf: (default: the cores "
-                                          "other work leaves free, re-read as the run goes)")),
         ("--ctx-size", dict(type=int, help="llama.cpp context size (default 4096)")),
     )),
     ("vLLM (vllm:)", (

@@ -107,3 +107,12 @@ def test_a_caller_that_stops_early_stops_the_lanes():
     stream.close()
     assert len(seen) < 100 and calls[-1] == 7
     assert threading.active_count() == before, "lanes joined"
+
+
+def test_a_lane_follows_the_thread_count_it_is_given_pass_by_pass():
+    counts = iter([2, 2, 1, 1, 1, 1, 1, 1])
+    calls = []
+    out = list(lanes.run(groups_of([6], []), lambda batch, state: batch, 1, calls.append,
+                         lambda: next(counts), 7))
+    assert len(out) == 6
+    assert calls == [2, 1, 7], "set at the start, again when the count changed, put back"

@@ -55,7 +55,7 @@ class CpuShare:
     def __init__(self, fixed: int | None, most: int | None = None) -> None:
         self.most, self.fixed = fixed or most or cores(), fixed
         self.lock = threading.Lock()
-        self._last, self._at = _cpu_ticks(), time.monotonic()
+        self._last, self._at = (None if fixed else _cpu_ticks()), time.monotonic()
         if fixed:
             self.threads, self.why = fixed, "--threads"
         else:
@@ -75,9 +75,9 @@ class CpuShare:
         if self.fixed or self._last is None or time.monotonic() - self._at < RECHECK_S:
             return self.threads
         with self.lock:
-            if time.monotonic() - self._at >= RECHECK_S:
+            if time.monotonic() - self._at >= RECHECK_S:  # not done by another thread meanwhile
                 self.threads = self._free()
-                return self.threads
+        return self.threads
 
     def _free(self) -> int:
         """The cores the other processes left free since the last reading, at least one."""

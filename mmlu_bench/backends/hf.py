@@ -77,7 +77,8 @@ class HFBackend:
 
     def info(self) -> dict:
         return {"device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
-                "max_length": self.max_length, **(self.cpu.info() if self.cpu else {}),
+                "max_length": self.max_length, "lanes": self.lanes,
+                **(self.cpu.info() if self.cpu else {}),
                 **self.identity}
 
     def use_threads(self) -> None:
@@ -122,8 +123,7 @@ class HFBackend:
                                overhead=self.batch_overhead)
 
     def _run(self, plans: Iterator[tk.Plan]) -> Iterator[tuple[tk.Plan, list, list]]:
-        """(plan, batch, log-softmax rows) for each batch to do: in lanes of one thread each
-        on a multi-core CPU, else one pass after another."""
+        """(plan, batch, log-softmax rows) for each batch to do."""
         def setup(plan: tk.Plan):  # (shared tokens, their cache) for the plan's batches
             return lambda: (len(plan.prefix), self._prefix_cache(plan.prefix) if plan.prefix
                             else None)
@@ -131,16 +131,22 @@ class HFBackend:
         def forward(batch: list[tk.Row], state):
             return self._forward(batch, *state)
 
+        yield from self.in_lanes(((p, setup(p), p.todo) for p in plans), forward)
+
+    def in_lanes(self, groups: Iterable, forward) -> Iterator[tuple]:
+        """(key, batch, forward(batch, state)) for groups (key, setup, batches): in lanes of
+        one thread each on a multi-core CPU (lanes.py), else one pass after another. Scoring
+        and generation both: independent passes keep their share of a busy CPU, where one
+        pass split over threads waits at every barrier for a thread the scheduler parked."""
         if self.lanes < 2:
-            for plan in plans:
-                state = setup(plan)()
-                for batch in plan.todo:
+            for key, setup, batches in groups:
+                state = setup()
+                for batch in batches:
                     self.use_threads()
-                    yield plan, batch, forward(batch, state)
+                    yield key, batch, forward(batch, state)
             return
         cpu = self.cpu
-        yield from lanes.run(((p, setup(p), p.todo) for p in plans), forward, self.lanes,
-                             self.torch.set_num_threads,
+        yield from lanes.run(groups, forward, self.lanes, self.torch.set_num_threads,
                              lambda: max(1, cpu.check() // self.lanes), cpu.threads)
 
     def _prefix_cache(self, prefix: tuple[int, ...]):

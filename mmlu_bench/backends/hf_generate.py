@@ -42,10 +42,15 @@ def generate_groups(backend, groups: Iterable[tuple[Sequence[GenerateRequest], f
                     ) -> Iterator[list[Generation]]:
     """Every unit's requests pooled into one plan (`plan`); the batches holding an unrecorded
     question run, each from its own shared prefix."""
-    for batch, skip in plan(backend, groups):
+    def setup(batch: list[_Row]):  # (shared tokens, their cache) for the batch
         shared = _shared(backend, batch)
-        cache = backend._prefix_cache(tuple(batch[0].tokens[:shared])) if shared else None
-        _run(backend, batch, shared, cache)
+        return lambda: (shared, backend._prefix_cache(tuple(batch[0].tokens[:shared]))
+                        if shared else None)
+
+    planned = plan(backend, groups)
+    skip = planned[0][1] if planned else frozenset()
+    work = ((i, setup(batch), [batch]) for i, (batch, _) in enumerate(planned))
+    for _, batch, _ in backend.in_lanes(work, lambda b, state: _run(backend, b, *state)):
         yield [_generation(backend, r) for r in batch if r.request.qid not in skip]
 
 
@@ -115,7 +120,6 @@ def _run(backend, batch: list[_Row], shared: int, prefix_cache) -> None:
     active = list(range(len(batch)))
     with torch.inference_mode():
         while active:
-            backend.use_threads()  # a step is short: the load is followed step by step
             kwargs = {backend._cache_arg: cache} if cache is not None else {}
             out = backend.model(input_ids=ids.to(backend.device),
                                 attention_mask=mask.to(backend.device),

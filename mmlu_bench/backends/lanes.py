@@ -94,11 +94,12 @@ class _Lanes:
     def lane(self) -> None:
         """One lane's thread: passes until none is left; an error stops the others."""
         try:
-            team = 0
+            team = self.threads()
+            self.set_threads(team)  # this thread's own team size
             while (task := self._locked(self.take)) is not None:
                 g, batch = task
-                if team != (n := self.threads()):  # this thread's own team size, as the
-                    team = n  # load allows (cpu_share.py); it never changes a number
+                if team != (n := self.threads()):  # as the load allows (cpu_share.py)
+                    team = n
                     self.set_threads(n)
                 if batch is None:
                     state, out = g.setup(), None

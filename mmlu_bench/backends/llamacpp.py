@@ -15,6 +15,7 @@ Speed without changing a number:
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,13 +25,16 @@ import numpy as np
 from ..errors import BackendError, ModelError
 from ..schema import ChoiceScores, ScoreRequest
 from . import tokens as tk
-from .base import UnitScorer
+from .base import UnitScorer, unrecorded
 from .cpu_share import CpuShare
+from .llamacpp_lanes import in_lanes
 
 log = logging.getLogger(__name__)
 
 # Questions per list handed back to the runner (one records write each).
 YIELD_EVERY = 16
+# Contexts at once on a multi-core CPU (llamacpp_lanes.py), as the hf: backend's lanes.
+CPU_LANES = 2
 # Fewest tokens per evaluation that reads logits (see logprobs).
 MIN_EVAL = 8
 
@@ -47,8 +51,10 @@ class LlamaCppBackend(UnitScorer):
         self.path = Path(config.model).expanduser()
         self.n_gpu_layers = config.n_gpu_layers if llama_cpp.llama_supports_gpu_offload() else 0
         self.cpu = CpuShare(config.threads)
-        self._threads = self.cpu.threads
-        self.llm = _load(self.path, config, *_counts(self.cpu, self._threads))
+        # Lanes: CPU contexts of one thread each (llamacpp_lanes.py); one on a GPU.
+        self.lanes = 1 if self.n_gpu_layers else min(CPU_LANES, self.cpu.most)
+        self._threads = self._lane_threads()
+        self.llm = _load(self.path, config, *self._counts(self._threads))
         self.n_ctx = self.llm.n_ctx()
         # lm-eval's left-truncation limit is the model's trained context; longer prompts than
         # the context we allocated are refused (see _check_fits), never silently cut.
@@ -57,6 +63,19 @@ class LlamaCppBackend(UnitScorer):
         self._encode, self.tokenizer = self._pick_tokenizer()
         self._identity: dict | None = None
         self._bos_text = self._special_tokens().get("bos_token")
+        self.views = [self] + [self._view(config) for _ in range(self.lanes - 1)]
+
+    def _view(self, config) -> LlamaCppBackend:
+        """This backend with a context of its own on the same file, for another lane."""
+        view = copy.copy(self)
+        view.llm = _load(self.path, config, *self._counts(self._threads))
+        return view
+
+    def score_groups(self, groups):
+        return in_lanes(self.views, unrecorded(groups), "score")
+
+    def generate_groups(self, groups):
+        return in_lanes(self.views, unrecorded(groups), "generate")
 
     def info(self) -> dict:
         if self._identity is None:
@@ -65,20 +84,32 @@ class LlamaCppBackend(UnitScorer):
             self._identity = file_identity(self.path)
         device = f"gpu ({self.n_gpu_layers} layers)" if self.n_gpu_layers else "cpu"
         return {"device": device, "dtype": "gguf", "n_ctx": self.n_ctx,
-                "tokenizer": self.tokenizer, **self.cpu.info(), **self._identity}
+                "tokenizer": self.tokenizer, "lanes": self.lanes, **self.cpu.info(),
+                **self._identity}
+
+    def _lane_threads(self) -> int:
+        return max(1, self.cpu.check() // self.lanes)
+
+    def _counts(self, n: int) -> tuple[int, int]:
+        """(threads for one-token decoding steps, for prompt batches). One context alone
+        keeps llama-cpp-python's default of half the cores for decoding (a token's small
+        products wait less at each barrier) unless --threads sets both."""
+        alone = self.lanes == 1 and not self.cpu.fixed
+        return (max(1, min(n, self.cpu.most // 2)) if alone else n), n
 
     def use_threads(self) -> None:
-        """The next evaluations run on as many threads as the load allows (cpu_share.py)."""
-        if (n := self.cpu.check()) != self._threads:
+        """This context's next evaluations run on the threads the load allows its lane."""
+        if (n := self._lane_threads()) != self._threads:
             import llama_cpp
 
             self._threads = n
-            llama_cpp.llama_set_n_threads(self.llm.ctx, *_counts(self.cpu, n))
+            llama_cpp.llama_set_n_threads(self.llm.ctx, *self._counts(n))
 
     def close(self) -> None:
-        if self.llm is not None:
-            self.llm.close()
-            self.llm = None
+        for view in getattr(self, "views", [self]):
+            if view.llm is not None:
+                view.llm.close()
+                view.llm = None
 
     def encode(self, text: str) -> list[int]:
         return self._encode(text)
@@ -203,13 +234,6 @@ def _fallback(why: str) -> str:
     log.warning("tokenizing with llama.cpp's tokenizer, which splits some prompts differently "
                 "from lm-eval's (%s)", why)
     return f"llama.cpp ({why})"
-
-
-def _counts(cpu: CpuShare, n: int) -> tuple[int, int]:
-    """(threads for one-token decoding steps, for prompt batches). Unless --threads fixes
-    both, decoding keeps llama-cpp-python's default of half the cores (one thread for a
-    token's small products waits less at each barrier), fewer when the load leaves fewer."""
-    return (n if cpu.fixed else max(1, min(n, cpu.most // 2))), n
 
 
 def _load(path: Path, config, n_threads: int, n_threads_batch: int):
