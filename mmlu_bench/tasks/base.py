@@ -48,6 +48,7 @@ class Task:
     # Where the questions come from without --data-dir (--data-source), the default first:
     # "bundled" ships inside mmlu-bench (runs offline), "hub" is downloaded once, then cached.
     sources: tuple[str, ...] = ("hub",)
+    formats: tuple[str, ...] = ()  # the only --format values it takes, where it is one recipe
 
     def __init__(self, **options) -> None:
         if options:
