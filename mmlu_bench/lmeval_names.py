@@ -45,6 +45,7 @@ class TaskNames:
     note: str = ""  # printed under the table: where the rows differ from lm-eval's table
     group_alias: str = "{key}"  # an inline group prints its name; a named one its group_alias
     group_versions: Mapping[str, str] = field(default_factory=dict)  # by {slug}, where it differs
+    group_version_text: bool = False  # lm-eval holds the groups' versions as text ("1")
 
     def rename(self, rows: Sequence[GroupResult]) -> tuple[GroupResult, ...]:
         return tuple(self._row(g) for g in rows)
@@ -53,14 +54,18 @@ class TaskNames:
         if g.unit:
             key = self.unit.format(unit=g.name)
             alias = self.unit_alias.format(unit=g.name, key=key, words=g.name.replace("_", " "))
-            return replace(g, key=key, alias=alias, version=self.versions[2])
+            return replace(g, key=key, alias=alias, version=self.versions[2],
+                           version_text=False)
+        text = self.group_version_text and self.versions[0] != "N/A"
         if g.level == 0:
-            return replace(g, key=self.top, alias=self.top_alias, version=self.versions[0])
+            return replace(g, key=self.top, alias=self.top_alias, version=self.versions[0],
+                           version_text=text)
         slug = g.key.partition("_")[2]
         key = self.group.format(top=self.top, group=g.name, slug=slug)
         alias = self.group_alias.format(top=self.top, group=g.name, slug=slug, key=key)
         return replace(g, key=key, alias=alias,
-                       version=self.group_versions.get(slug, self.versions[1]))
+                       version=self.group_versions.get(slug, self.versions[1]),
+                       version_text=self.group_version_text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,8 @@ def summarize(records: Sequence[QuestionRecord], task: Task,
     rows = []
     for node in task.tree(sorted(units)):
         labels = {"num_fewshot": num_fewshot if node.nshot else None, "key": node.key,
-                  "version": node.version, "unit": node.unit,
+                  "version": node.version, "version_text": node.version_text,
+                  "unit": node.unit,
                   "group": not (node.unit or node.flat)}
         if node.flat or node.unit:
             xs = [x for u in node.units for x in scores[u]]

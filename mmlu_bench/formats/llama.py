@@ -58,12 +58,14 @@ def options(q: Question) -> str:
                                                                      strict=True))
 
 
-def llama_names(top: str, unit_alias: str = "{words}", stem_version: str = "1") -> TaskNames:
+def llama_names(top: str, unit_alias: str = "{words}", stem_version: str = "1",
+                top_version: str = "1") -> TaskNames:
     """The names of a three-level Meta recipe: the group, its category groups (named groups
     with an alias each), the subjects' tasks (version 1.0)."""
     return TaskNames(top, top, f"{top}_{{unit}}", unit_alias=unit_alias,
                      group=f"{top}_{{slug}}", group_alias="{group}",
-                     versions=("1", "1", "1.0"), group_versions={"stem": stem_version})
+                     versions=(top_version, "1", "1.0"), group_versions={"stem": stem_version},
+                     group_version_text=True)
 
 
 class MMLULlama(GenerativeFormat):
@@ -94,7 +96,7 @@ class MMLUCoTLlama(GenerativeFormat):
     filters = (("strict_match", extract.lmeval_mmlu_cot_llama),)
     fixed_shots = 0
     fixed_shots_why = "in lm-eval's mmlu_cot_llama (Meta's 0-shot chain of thought)"
-    lmeval_tasks = {"mmlu": llama_names("mmlu_cot_llama")}
+    lmeval_tasks = {"mmlu": llama_names("mmlu_cot_llama", top_version="N/A")}
 
     def turns(self, task: Task, q: Question, shots: Sequence[Question]) -> list[Message]:
         def text(q: Question) -> str:

@@ -32,6 +32,7 @@ class Node:
     # An lm-eval task over all the questions of its units (not a group of tasks): plain mean
     # and sample stderr over its questions, not the pooled stderr of a group.
     flat: bool = False
+    version_text: bool = False  # lm-eval's results hold the version as text (GroupResult)
 
 
 class Task:

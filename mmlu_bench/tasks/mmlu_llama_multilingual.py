@@ -117,7 +117,7 @@ class MMLULlamaMultilingual(Task):
             rows += category_tree(key, key, [u for u in units if split_unit(u)[0] == lang],
                                   CATEGORY_OF, key, ("1", "1", "1.0"),
                                   level=int(len(languages) > 1),
-                                  subject_of=lambda u: split_unit(u)[1])
+                                  subject_of=lambda u: split_unit(u)[1], version_text=True)
         return rows
 
 

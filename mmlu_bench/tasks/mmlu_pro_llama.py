@@ -53,6 +53,7 @@ class MMLUProLlama(MMLUProCoT):
 
     def tree(self, units: Sequence[str]) -> list[Node]:
         present = tuple(sorted(set(units)))
-        return [Node("mmlu_pro_llama", "mmlu_pro_llama", 0, present, version=VERSION)] + \
+        return [Node("mmlu_pro_llama", "mmlu_pro_llama", 0, present, version=VERSION,
+                     version_text=True)] + \
             [Node(u, f"mmlu_pro_llama_{u}", 1, (u,), unit=True, version=VERSION)
              for u in present]
