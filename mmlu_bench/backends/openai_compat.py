@@ -40,9 +40,12 @@ class OpenAIBackend(ChatLetters, ServerText, ServerBackend):
         self.client = Client(self.base, key, config.timeout)
         self.min_tokens = True
         self._check_model_listed()
-        self.generating = config.format_spec().needs == "generate"
+        spec = config.format_spec()
+        self.generating = spec.needs == "generate"
         if not self.generating:  # generation needs no logprobs
             self._probe()
+        elif config.apply_chat_template and getattr(spec, "gen_prefix", None):
+            server_generate.check_prefill(self.client, self.model, self.base)
 
     def info(self) -> dict:
         return {"device": "server", "dtype": "unknown", "server": self.base,
