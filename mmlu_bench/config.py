@@ -49,6 +49,8 @@ class RunConfig:
     timeout: float = 120.0
     ollama_direct: bool = False  # ollama: score the pulled file in-process, not via the server
     progress: bool = True
+    # the published model this run is a copy of (a GGUF, a renamed folder): mmlu-bench published
+    published_model: str | None = None
 
     @classmethod
     def from_spec(cls, model_spec: str, **settings) -> RunConfig:

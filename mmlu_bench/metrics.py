@@ -1,7 +1,9 @@
 """Pure metric functions, as lm-eval 0.4.13 computes them for multiple-choice tasks.
 
-Averages are over questions (size-weighted), never over units, as lm-eval's groups with
-`weight_by_size: True` (every task here) report them.
+The table's averages are over questions (size-weighted, micro), as lm-eval's groups with
+`weight_by_size: True` (every task here) report them. Beside them, `macro` is the average over
+units, each subject or category weighing the same (what Meta's model cards call macro_avg):
+stats.macro_average has its formula and interval.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from .schema import GroupResult, QuestionRecord
+from . import stats
+from .schema import GroupResult, QuestionRecord, Slice
 from .tasks.base import Task
 
 
@@ -47,6 +50,18 @@ def unit_scores(records: Iterable[QuestionRecord]) -> dict[str, list[float]]:
     for r in records:
         by_unit.setdefault(r.subject, []).append(1.0 if r.correct else 0.0)
     return by_unit
+
+
+def macro(records: Sequence[QuestionRecord], noun: str = "subjects") -> tuple[Slice, dict]:
+    """The macro average over the records' units (stats.macro_average): the labelled line
+    under the table, with its 95% interval, and its results.json block."""
+    est, low, high = stats.macro_average(unit_scores(records))
+    line = Slice(f"macro average over {est.population} {noun} (each weighs the same)",
+                 est.acc, est.n, low, high, note="the table's rows are lm-eval's micro "
+                 "averages (every question weighs the same)")
+    block = {"acc": est.acc, "stderr": est.stderr, "ci95": [low, high], "units": est.population,
+             "n": est.n, "unit": noun, "weighting": "each unit the same (macro_avg)"}
+    return line, block
 
 
 def group(name: str, level: int, parts: Sequence[GroupResult], **labels) -> GroupResult:

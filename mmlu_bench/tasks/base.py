@@ -50,6 +50,7 @@ class Task:
     # "bundled" ships inside mmlu-bench (runs offline), "hub" is downloaded once, then cached.
     sources: tuple[str, ...] = ("hub",)
     formats: tuple[str, ...] = ()  # the only --format values it takes, where it is one recipe
+    unit_noun = "subjects"  # what its units are, for the macro average's line
 
     def __init__(self, **options) -> None:
         if options:
