@@ -219,3 +219,41 @@ def test_trees_have_lmeval_keys_aliases_and_versions():
                    (2, "mmlu_de_llama_anatomy", "anatomy", "1.0")]
     two = tasks.get(ml.TOP).tree(["de.anatomy", "fr.anatomy"])
     assert [(n.level, n.key) for n in two][:2] == [(0, ml.TOP), (1, "mmlu_de_llama")]
+
+
+# ---- fake-model runs through the CLI: names, the prefill in the prompt identity, resume
+
+def cli_run(out: Path, *argv: str) -> dict:
+    from mmlu_bench import cli
+
+    assert cli.main(["run", "--model", "fake:m", "--output", str(out), "--no-progress",
+                     "--apply-chat-template", *argv]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def test_fake_runs_of_each_recipe_name_and_resume(tmp_path, mmlu_dir, capsys):
+    from mmlu_bench.records import read
+
+    cot = cli_run(tmp_path / "cot", "--format", "llama-cot", "--data-dir", str(mmlu_dir),
+                  "--subjects", "anatomy,virology", "--limit", "1")
+    assert set(cot["results"]) >= {"mmlu_cot_llama", "mmlu_cot_llama_stem",
+                                   "mmlu_cot_llama_anatomy"}
+    header = read(tmp_path / "cot" / "records.jsonl")[0]
+    assert "/llama-cot[mmlu_cot_llama]:greedy,max_tokens=1024,until=[]" in header["prompt_format"]
+    case = next(c for c in CASES if c["case"] == "mmlu_pro_llama_biology-2shot-chat-multiturn")
+    write_jsonl(tmp_path / "pro" / "test.jsonl", case["test_docs"])
+    write_jsonl(tmp_path / "pro" / "validation.jsonl", case["fewshot_docs"])
+    pro = cli_run(tmp_path / "p", "--task", "mmlu_pro", "--format", "llama", "--num-fewshot",
+                  "2", "--data-dir", str(tmp_path / "pro"), "--subjects", "biology")
+    assert pro["group_subtasks"]["mmlu_pro_llama"][0] == "mmlu_pro_llama_biology"
+    assert pro["macro_average"]["unit"] == "categories"
+    meta = write_meta(tmp_path / "meta", meta_rows())
+    de = cli_run(tmp_path / "de", "--task", "mmlu_llama_multilingual", "--languages", "de",
+                 "--format", "llama", "--num-fewshot", "5", "--data-dir", str(meta),
+                 "--subjects", "anatomy,virology")
+    assert de["versions"]["mmlu_de_llama"] == "1" and "mmlu_de_llama_anatomy" in de["results"]
+    capsys.readouterr()
+    cli_run(tmp_path / "de", "--task", "mmlu_llama_multilingual", "--languages", "de",
+            "--format", "llama", "--num-fewshot", "5", "--data-dir", str(meta),
+            "--subjects", "anatomy,virology")
+    assert "Nothing left to score" in capsys.readouterr().out

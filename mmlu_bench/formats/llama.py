@@ -58,6 +58,18 @@ def options(q: Question) -> str:
                                                                      strict=True))
 
 
+def meta_turns(fmt: GenerativeFormat, template: str, task: Task, q: Question,
+               shots: Sequence[Question]) -> list[Message]:
+    """lm-eval's messages for Meta's MMLU prompt `template`: no description, each shot
+    answered "B." (doc_to_target "{{['A.','B.','C.','D.'][answer]}}"), the format's prefill."""
+    def text(q: Question) -> str:
+        return template.format(question=q.question.strip(), options=options(q))
+
+    return prompts.messages(task, q, shots, fmt.system_instruction, text,
+                            gen_prefix=fmt.gen_prefix, target=lambda s: f"{'ABCD'[s.gold]}.",
+                            description="")
+
+
 def llama_names(top: str, unit_alias: str = "{words}", stem_version: str = "1",
                 top_version: str = "1") -> TaskNames:
     """The names of a three-level Meta recipe: the group, its category groups (named groups
@@ -78,14 +90,7 @@ class MMLULlama(GenerativeFormat):
     lmeval_tasks = {"mmlu": llama_names("mmlu_llama", stem_version="0")}
 
     def turns(self, task: Task, q: Question, shots: Sequence[Question]) -> list[Message]:
-        def text(q: Question) -> str:
-            return PROMPT.format(question=q.question.strip(), options=options(q))
-
-        def target(q: Question) -> str:  # doc_to_target "{{['A.','B.','C.','D.'][answer]}}"
-            return f"{'ABCD'[q.gold]}."
-
-        return prompts.messages(task, q, shots, self.system_instruction, text,
-                                gen_prefix=self.gen_prefix, target=target, description="")
+        return meta_turns(self, PROMPT, task, q, shots)
 
 
 class MMLUCoTLlama(GenerativeFormat):
@@ -99,10 +104,7 @@ class MMLUCoTLlama(GenerativeFormat):
     lmeval_tasks = {"mmlu": llama_names("mmlu_cot_llama", top_version="N/A")}
 
     def turns(self, task: Task, q: Question, shots: Sequence[Question]) -> list[Message]:
-        def text(q: Question) -> str:
-            return COT_PROMPT.format(question=q.question.strip(), options=options(q))
-
-        return prompts.messages(task, q, shots, self.system_instruction, text, description="")
+        return meta_turns(self, COT_PROMPT, task, q, shots)
 
 
 class ProLlama(GenerativeFormat):

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import DataError, UserError
+from ..errors import DataError
+from . import tabular
 
 CARD = "README.md"
 
@@ -39,7 +40,7 @@ def rows(repo: str, config: str, split: str, columns: Sequence[str],
     if not files:
         raise DataError(f"{source}: {config} ({split}) names {', '.join(paths)}, and no such "
                         "file is there; download it again or check --data-dir.")
-    return [r for f in files for r in _read(f, columns)], source
+    return tabular.rows(files, columns), source
 
 
 def data_files(card: Path, config: str, split: str) -> list[str]:
@@ -57,21 +58,3 @@ def data_files(card: Path, config: str, split: str) -> list[str]:
             path = entry.get("path")
             return [path] if isinstance(path, str) else list(path)
     raise DataError(f"{card}: config {config} has no split {split!r}.")
-
-
-def _read(path: Path, columns: Sequence[str]) -> list[dict]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise UserError("reading the dataset's parquet files needs pyarrow: pip install "
-                        "pyarrow.") from None
-    try:
-        table = pq.read_table(path)
-    except Exception as e:  # noqa: BLE001 - a damaged or partial download
-        raise DataError(f"{path}: not a readable parquet file ({e}); delete it and run "
-                        "again.") from None
-    missing = [c for c in columns if c not in table.column_names]
-    if missing:
-        raise DataError(f"{path}: no column {', '.join(missing)}; is this Meta's evals "
-                        "dataset?")
-    return table.select(list(columns)).to_pylist()
