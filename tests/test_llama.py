@@ -257,3 +257,36 @@ def test_fake_runs_of_each_recipe_name_and_resume(tmp_path, mmlu_dir, capsys):
             "--format", "llama", "--num-fewshot", "5", "--data-dir", str(meta),
             "--subjects", "anatomy,virology")
     assert "Nothing left to score" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_hf_generation_from_units_prefix_caches_gives_the_same_text(gguf_path, mmlu_dir,
+                                                                     tmp_path):
+    """hf:'s generation with each unit's few-shot prefix run once and stacked into lm-eval's
+    mixed batches (hf_generate._stacked) writes the same text as with no prefix shared."""
+    from mmlu_bench import backends
+    from mmlu_bench.backends import hf_generate
+    from mmlu_bench.backends.hf import _sdpa_gqa
+    from mmlu_bench.config import RunConfig
+    from mmlu_bench.runner import plan, with_requests
+
+    config = RunConfig.from_spec(f"hf:{gguf_path}", format="llama", apply_chat_template=True,
+                                 num_fewshot=2, data_dir=str(mmlu_dir), limit=4,
+                                 subjects="anatomy,virology", batch_size="8", device="cpu",
+                                 output=str(tmp_path), progress=False)
+    backend = backends.create(config)
+    try:
+        p = with_requests(plan(config), backend)
+        groups = [(p.requests[u], frozenset()) for u in p.subjects]
+        (batch, _), = hf_generate.plan(backend, groups)  # 8 rows, two units of four
+        assert {r.unit for r in batch} == {0, 1} and min(r.prefix for r in batch) > 100
+        assert hf_generate._shared(backend, batch) < min(r.prefix for r in batch)
+        texts = {}
+        for sharing in (True, False):
+            backend.prefix_sharing = sharing
+            with _sdpa_gqa(backend.device):
+                texts[sharing] = {g.qid: g.text for out in
+                                  hf_generate.generate_groups(backend, groups) for g in out}
+        assert texts[True] == texts[False] and len(texts[True]) == 8
+    finally:
+        backend.close()
