@@ -56,6 +56,7 @@ def macro(records: Sequence[QuestionRecord], noun: str = "subjects") -> tuple[Sl
     """The macro average over the records' units (stats.macro_average): the labelled line
     under the table, with its 95% interval, and its results.json block."""
     est, low, high = stats.macro_average(unit_scores(records))
+    noun = noun if est.population != 1 else {"categories": "category"}.get(noun, noun[:-1])
     line = Slice(f"macro average over {est.population} {noun} (each weighs the same)",
                  est.acc, est.n, low, high, note="the table's rows are lm-eval's micro "
                  "averages (every question weighs the same)")

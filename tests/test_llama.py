@@ -239,7 +239,7 @@ def test_fake_runs_of_each_recipe_name_and_resume(tmp_path, mmlu_dir, capsys):
     assert set(cot["results"]) >= {"mmlu_cot_llama", "mmlu_cot_llama_stem",
                                    "mmlu_cot_llama_anatomy"}
     header = read(tmp_path / "cot" / "records.jsonl")[0]
-    assert "/llama-cot[mmlu_cot_llama]:greedy,max_tokens=1024,until=[]" in header["prompt_format"]
+    assert "/llama-cot[mmlu_cot_llama]:greedy,max_tokens=1024,until=[]" in header.prompt_format
     case = next(c for c in CASES if c["case"] == "mmlu_pro_llama_biology-2shot-chat-multiturn")
     write_jsonl(tmp_path / "pro" / "test.jsonl", case["test_docs"])
     write_jsonl(tmp_path / "pro" / "validation.jsonl", case["fewshot_docs"])

@@ -15,6 +15,8 @@ import pytest
 from mmlu_bench import report, summary
 from mmlu_bench.schema import QuestionRecord
 
+from .conftest import run_header
+
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "lmeval_llama_results.json")
                      .read_text(encoding="utf-8"))["groups"]
 # lm-eval group -> (--task, its options, --format, the recipe in the prompt identity, unit prefix)
@@ -36,10 +38,9 @@ def build(group: str):
             records.append(QuestionRecord(
                 f"{unit}/{doc_id}", unit, doc_id, 0, (), 0 if right else 1, bool(right), "", 0,
                 response="...", answer="A" if right else "B", n_options=4))
-    header = {"num_fewshot": fix["num_fewshot"], "model": "m", "backend": "fake", "limit": None,
-              "prompt_format": f"p/{fmt}[{recipe}]:greedy", "tool_version": "0",
-              "task": task, "task_options": options,
-              "backend_info": {"settings": {"format": fmt}}}
+    header = run_header(num_fewshot=fix["num_fewshot"], prompt_format=f"p/{fmt}[{recipe}]:greedy",
+                        task=task, task_options=options,
+                        backend_info={"settings": {"format": fmt}})
     return header, summary.build(header, records)
 
 

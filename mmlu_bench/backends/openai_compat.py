@@ -14,7 +14,7 @@ from ..errors import BackendError, ConfigError
 from . import http, server_api
 from .http import Client, HTTPStatusError, ServerBackend, Transient
 from .server_chat import ChatLetters, openai_chat_body
-from .server_generate import ServerText
+from .server_generate import ServerText, check_prefill
 
 TOP_K = 20  # the most alternatives OpenAI's API returns; llama.cpp and vLLM accept it too
 PROBE = "The capital of France is"
@@ -45,7 +45,7 @@ class OpenAIBackend(ChatLetters, ServerText, ServerBackend):
         if not self.generating:  # generation needs no logprobs
             self._probe()
         elif config.apply_chat_template and getattr(spec, "gen_prefix", None):
-            server_generate.check_prefill(self.client, self.model, self.base)
+            check_prefill(self.client, self.model, self.base)
 
     def info(self) -> dict:
         return {"device": "server", "dtype": "unknown", "server": self.base,
