@@ -228,9 +228,10 @@ def cmd_subjects(args: argparse.Namespace) -> int:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from .tasks import TASKS, sources
 
+    width = max(map(len, TASKS))
     for name, (_, _, about) in TASKS.items():
         where = "bundled, offline" if sources(name)[0] == "bundled" else "hub"
-        print(f"{name:17} {where:16}  {about}")
+        print(f"{name:{width}} {where:16}  {about}")
     print("\nbundled: the questions ship inside mmlu-bench, so the task runs offline out of the "
           "box.\nhub: downloaded from the Hugging Face hub once, then cached. Any task reads "
           "your own copy\nwith --data-dir; --data-source hub reads MMLU from cais/mmlu instead.")
