@@ -56,8 +56,10 @@ def macro(records: Sequence[QuestionRecord], noun: str = "subjects") -> tuple[Sl
     """The macro average over the records' units (stats.macro_average): the labelled line
     under the table, with its 95% interval, and its results.json block."""
     est, low, high = stats.macro_average(unit_scores(records))
-    noun = noun if est.population != 1 else {"categories": "category"}.get(noun, noun[:-1])
-    line = Slice(f"macro average over {est.population} {noun} (each weighs the same)",
+    # results.json's `unit` names the kind ("subjects", "categories") whatever the count; only
+    # the line reads "over 1 subject".
+    said = noun if est.population != 1 else {"categories": "category"}.get(noun, noun[:-1])
+    line = Slice(f"macro average over {est.population} {said} (each weighs the same)",
                  est.acc, est.n, low, high, note="the table's rows are lm-eval's micro "
                  "averages (every question weighs the same)")
     block = {"acc": est.acc, "stderr": est.stderr, "ci95": [low, high], "units": est.population,

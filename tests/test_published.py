@@ -6,6 +6,7 @@ footer, results.json, report.html), matched by model name, GGUF file name or
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import shlex
@@ -28,6 +29,19 @@ def test_macro_average_by_hand():
                            pytest.approx(min(1.0, est.acc + stats.Z95 * se)))
     lone, low, _ = stats.macro_average({"a": [1.0]})
     assert lone.acc == 1.0 and math.isnan(lone.stderr) and math.isnan(low)
+
+
+@pytest.mark.parametrize("noun,said", [("subjects", "subject"), ("categories", "category")])
+def test_one_unit_reads_singular_and_results_json_keeps_the_kind(noun, said):
+    from mmlu_bench.metrics import macro
+    from mmlu_bench.schema import QuestionRecord
+
+    one = [QuestionRecord(f"x/{i}", "x", i, 0, (0.0,) * 4, 0, True, "", 1) for i in range(2)]
+    line, block = macro(one, noun)
+    assert line.name.startswith(f"macro average over 1 {said} (")
+    assert block["unit"] == noun and block["units"] == 1  # a field's value, not prose
+    line, block = macro([*one, dataclasses.replace(one[0], qid="y/0", subject="y")], noun)
+    assert line.name.startswith(f"macro average over 2 {noun} (") and block["unit"] == noun
 
 
 def test_macro_differs_from_micro_when_units_differ_in_size():
