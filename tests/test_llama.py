@@ -21,6 +21,7 @@ from mmlu_bench.tasks.mmlu import MMLU
 from mmlu_bench.tasks.mmlu_pro import UNITS
 
 from .test_chat import FIXTURES, SMOLLM2_TOKENS
+from .test_generative_chat import settings
 from .test_mmlu_pro import write_jsonl
 
 # lm-eval task -> (--task, --format, our unit)
@@ -47,13 +48,6 @@ def write_meta(root: Path, rows: list[dict], config: str = META_CONFIG) -> Path:
     (root / DATA_FILE).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), root / DATA_FILE, compression="gzip")
     return root
-
-
-def settings(options: dict) -> dict:
-    out = {"system_instruction": options["system_instruction"]}
-    if options["apply_chat_template"]:
-        out.update(apply_chat_template=True, fewshot_as_multiturn=options["fewshot_as_multiturn"])
-    return out
 
 
 def case_requests(case: dict, renderer, tmp_path: Path):
