@@ -10,8 +10,10 @@ their installed YAML, with the local CSV files as the dataset (flan CoT's `valid
 pointed at the local TEST csv, since the local data has dev+test only). Then
 `mmlu-bench run --format ...` (`--apply-chat-template --num-fewshot 5` for llama) on the same
 questions, and prints: % identical generated text, exact_match agreement where texts agree,
-both wall times. lm-eval runs from its own venv (LMEVAL_VENV, default /tmp/lmeval-venv); both
-at --batch-size given.
+both wall times and the load average around each side (the machine may be shared). lm-eval runs
+from its own venv, as bench_vs_lmeval.py makes it (--lmeval-venv, or $LMEVAL_VENV; default
+bench/.venv-lmeval, created and filled on first use: lm-eval 0.4.13, torch 2.13.0 CPU,
+transformers, gguf); both at --batch-size given.
 """
 
 from __future__ import annotations
@@ -46,11 +48,10 @@ TASKS = {"generative": ("mmlu/generative", "_default_template_yaml", "mmlu_{}_ge
 LLAMA = {"llama": 5, "llama-cot": 0}
 
 
-def task_dir(fmt: str, subjects: list[str], data: Path, dest: Path) -> list[str]:
+def task_dir(fmt: str, subjects: list[str], data: Path, dest: Path, venv: Path) -> list[str]:
     """Per-subject YAMLs including the installed template, reading the local CSVs."""
     folder, template, name, _, split = TASKS[fmt]
-    src = lr.lmeval_package_dir(Path(os.environ.get("LMEVAL_VENV", "/tmp/lmeval-venv")))
-    src = src / "tasks" / folder
+    src = lr.lmeval_package_dir(venv) / "tasks" / folder
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "mmlu_local_csv.py").write_text((ROOT / "bench/mmlu_local_csv.py").read_text())
     base = _load(src / template)
@@ -76,20 +77,21 @@ def task_dir(fmt: str, subjects: list[str], data: Path, dest: Path) -> list[str]
 
 
 def run_lmeval(args, names: list[str], tdir: Path, out: Path) -> float:
-    venv = Path(os.environ.get("LMEVAL_VENV", "/tmp/lmeval-venv"))
-    cmd = [str(venv / "bin/lm_eval"), "run", "--model", "hf", "--model_args",
+    cmd = [str(args.lmeval_venv / "bin/lm_eval"), "run", "--model", "hf", "--model_args",
            lr.hf_model_args(args.model), "--tasks", ",".join(names), "--include_path",
            str(tdir), "--batch_size", str(args.batch_size), "--limit", str(args.limit),
            "--output_path", str(out), "--log_samples", "--device", "cpu"]
     if args.format in LLAMA:
         cmd += ["--apply_chat_template", "--fewshot_as_multiturn"]
-    start = time.perf_counter()
+    start, load = time.perf_counter(), os.getloadavg()[0]
     out.mkdir(parents=True, exist_ok=True)
     # A datasets cache kept across runs (warm from the second run on): a cold one converts
     # every subject's CSVs inside the timed run, which is no part of generating.
     with open(out / "stderr.txt", "wb") as log:
         subprocess.run(cmd, check=True, env=lr.lmeval_env(args.out / "datasets-cache"),
                        stdout=subprocess.DEVNULL, stderr=log)
+    print(f"lm-eval: load average {load:.2f} at its start, {os.getloadavg()[0]:.2f} at its end",
+          flush=True)
     return time.perf_counter() - start
 
 
@@ -110,9 +112,11 @@ def run_ours(args, out: Path) -> float:
            "--data-dir", str(args.data), "--output", str(out), "--no-progress", "--device", "cpu"]
     if args.format in LLAMA:
         cmd += ["--apply-chat-template", "--num-fewshot", str(LLAMA[args.format])]
-    start = time.perf_counter()
+    start, load = time.perf_counter(), os.getloadavg()[0]
     subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
                    capture_output=True)
+    print(f"mmlu-bench: load average {load:.2f} at its start, {os.getloadavg()[0]:.2f} at its "
+          "end", flush=True)
     return time.perf_counter() - start
 
 
@@ -137,6 +141,8 @@ def main() -> int:
     p.add_argument("--model", type=Path, default=default_model())
     p.add_argument("--data", type=Path, default=Path("/work/shared/data/mmlu"))
     p.add_argument("--out", type=Path, default=Path("/tmp/gen_bench"))
+    p.add_argument("--lmeval-venv", type=Path, default=Path(os.environ.get(
+        "LMEVAL_VENV", ROOT / "bench" / ".venv-lmeval")))
     p.add_argument("--reuse-lmeval", type=Path, metavar="RUN",
                    help="an earlier run folder of this script: compare with its lm-eval side "
                         "instead of running lm-eval again (same format, subjects, limit)")
@@ -150,7 +156,8 @@ def main() -> int:
         (out / "lmeval").symlink_to((args.reuse_lmeval / "lmeval").resolve())
         t_lm = json.loads((args.reuse_lmeval / "lmeval_wall.json").read_text())["seconds"]
     else:
-        names = task_dir(args.format, subjects, args.data, out / "tasks")
+        lr.ensure_lmeval_venv(args.lmeval_venv)
+        names = task_dir(args.format, subjects, args.data, out / "tasks", args.lmeval_venv)
         t_lm = run_lmeval(args, names, out / "tasks", out / "lmeval")
         (out / "lmeval_wall.json").write_text(json.dumps({"seconds": t_lm}))
         if args.lmeval_only:
