@@ -80,7 +80,7 @@ def plan(backend, groups) -> list[tuple[list[_Row], frozenset[str]]]:
     skip = frozenset().union(*(s for _, s in groups))
     rows, stack = [], _stackable(backend)
     for unit, (requests, _) in enumerate(groups):
-        mine = [_row(backend, r) for r in requests]
+        mine = [prompt_row(backend, r) for r in requests]
         prefix = _shared(backend, mine) if stack and len(mine) >= MIN_UNIT_ROWS else 0
         for r in mine:
             r.unit, r.prefix = unit, prefix
@@ -90,7 +90,9 @@ def plan(backend, groups) -> list[tuple[list[_Row], frozenset[str]]]:
             if not all(r.request.qid in skip for r in batch)]
 
 
-def _row(backend, r: GenerateRequest) -> _Row:
+def prompt_row(backend, r: GenerateRequest) -> _Row:
+    """The request as lm-eval's tokens (left-truncated for max_tokens) with its stop strings;
+    `backend` gives tokenizer, encode and max_length (hf:, vllm:)."""
     tok = backend.tokenizer
     text = r.context
     if r.messages is not None and getattr(tok, "chat_template", None):
