@@ -1,13 +1,19 @@
 """Generative MMLU, mmlu-bench vs lm-eval 0.4.13, same model (hf, fp32 on CPU), same questions.
 
     python bench/gen_vs_lmeval.py --format generative --subjects anatomy,astronomy --limit 2
+    python bench/gen_vs_lmeval.py --format llama --subjects anatomy,astronomy --limit 2
 
-Runs lm-eval's `mmlu_<subject>_generative` or `mmlu_flan_cot_zeroshot_<subject>` tasks (their
-installed YAML, with the local CSV files as the dataset: flan CoT's `validation` split is
-pointed at the local TEST csv, since the local data has dev+test only), then
-`mmlu-bench run --format ...` on the same questions, and prints: % identical generated text,
-exact_match agreement where texts agree, both wall times. lm-eval runs from its own venv
-(LMEVAL_VENV, default /tmp/lmeval-venv); both at --batch-size given.
+Runs lm-eval's `mmlu_<subject>_generative`, `mmlu_flan_cot_zeroshot_<subject>`, or Meta's
+`mmlu_llama_<subject>` / `mmlu_cot_llama_<subject>` (llama3/instruct, with lm-eval's
+`--apply_chat_template --fewshot_as_multiturn`, as that task family is meant to run) tasks:
+their installed YAML, with the local CSV files as the dataset (flan CoT's `validation` split is
+pointed at the local TEST csv, since the local data has dev+test only). Then
+`mmlu-bench run --format ...` (`--apply-chat-template --num-fewshot 5` for llama) on the same
+questions, and prints: % identical generated text, exact_match agreement where texts agree,
+both wall times and the load average around each side (the machine may be shared). lm-eval runs
+from its own venv, as bench_vs_lmeval.py makes it (--lmeval-venv, or $LMEVAL_VENV; default
+bench/.venv-lmeval, created and filled on first use: lm-eval 0.4.13, torch 2.13.0 CPU,
+transformers, gguf); both at --batch-size given.
 """
 
 from __future__ import annotations
@@ -27,17 +33,25 @@ from bench_vs_lmeval import default_model  # noqa: E402
 from lmeval_task import _dump, _load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-TASKS = {"generative": ("generative", "_default_template_yaml", "mmlu_{}_generative",
+# --format -> (folder under lm-eval's tasks/, template, task name, primary filter, split the
+# test CSV serves as)
+TASKS = {"generative": ("mmlu/generative", "_default_template_yaml", "mmlu_{}_generative",
                         "get_response", "test"),
-         "cot": ("flan_cot_zeroshot", "_mmlu_flan_cot_zeroshot_template_yaml",
-                 "mmlu_flan_cot_zeroshot_{}", "strict-match", "validation")}
+         "cot": ("mmlu/flan_cot_zeroshot", "_mmlu_flan_cot_zeroshot_template_yaml",
+                 "mmlu_flan_cot_zeroshot_{}", "strict-match", "validation"),
+         "llama": ("llama3/instruct/mmlu", "_continuation_template_yaml", "mmlu_llama_{}",
+                   "strict_match", "test"),
+         "llama-cot": ("llama3/instruct/mmlu_cot", "_mmlu_cot_llama_template_yaml",
+                       "mmlu_cot_llama_{}", "strict_match", "test")}
+# Meta's recipes are chat tasks: lm-eval runs them with these flags, the YAML's own shots (5 for
+# mmlu_llama, 0 for mmlu_cot_llama); mmlu-bench with the matching options.
+LLAMA = {"llama": 5, "llama-cot": 0}
 
 
-def task_dir(fmt: str, subjects: list[str], data: Path, dest: Path) -> list[str]:
+def task_dir(fmt: str, subjects: list[str], data: Path, dest: Path, venv: Path) -> list[str]:
     """Per-subject YAMLs including the installed template, reading the local CSVs."""
     folder, template, name, _, split = TASKS[fmt]
-    src = lr.lmeval_package_dir(Path(os.environ.get("LMEVAL_VENV", "/tmp/lmeval-venv")))
-    src = src / "tasks" / "mmlu" / folder
+    src = lr.lmeval_package_dir(venv) / "tasks" / folder
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "mmlu_local_csv.py").write_text((ROOT / "bench/mmlu_local_csv.py").read_text())
     base = _load(src / template)
@@ -51,28 +65,33 @@ def task_dir(fmt: str, subjects: list[str], data: Path, dest: Path) -> list[str]
                  "dev": str(data / "dev" / f"{s}_dev.csv")}
         cfg = {"include": template, "task": name.format(s), "dataset_name": s,
                "description": f"The following are multiple choice questions (with answers) "
-                              f"about {s.replace('_', ' ')}.\n\n",
-               "dataset_kwargs": {"data_files": files,
-                                  "column_names": ["question", "A", "B", "C", "D", "answer"],
-                                  "na_filter": False}}
+                              f"about {s.replace('_', ' ')}.\n\n"}
+        if fmt in LLAMA:  # the installed subject file: its alias, tag, (empty) description
+            cfg = {**_load(src / f"mmlu_{s}.yaml"), "include": template}
+        cfg["dataset_kwargs"] = {"data_files": files,
+                                 "column_names": ["question", "A", "B", "C", "D", "answer"],
+                                 "na_filter": False}
         (dest / f"{name.format(s)}.yaml").write_text(_dump(cfg))
         names.append(name.format(s))
     return names
 
 
 def run_lmeval(args, names: list[str], tdir: Path, out: Path) -> float:
-    venv = Path(os.environ.get("LMEVAL_VENV", "/tmp/lmeval-venv"))
-    cmd = [str(venv / "bin/lm_eval"), "run", "--model", "hf", "--model_args",
+    cmd = [str(args.lmeval_venv / "bin/lm_eval"), "run", "--model", "hf", "--model_args",
            lr.hf_model_args(args.model), "--tasks", ",".join(names), "--include_path",
            str(tdir), "--batch_size", str(args.batch_size), "--limit", str(args.limit),
            "--output_path", str(out), "--log_samples", "--device", "cpu"]
-    start = time.perf_counter()
+    if args.format in LLAMA:
+        cmd += ["--apply_chat_template", "--fewshot_as_multiturn"]
+    start, load = time.perf_counter(), os.getloadavg()[0]
     out.mkdir(parents=True, exist_ok=True)
     # A datasets cache kept across runs (warm from the second run on): a cold one converts
     # every subject's CSVs inside the timed run, which is no part of generating.
     with open(out / "stderr.txt", "wb") as log:
         subprocess.run(cmd, check=True, env=lr.lmeval_env(args.out / "datasets-cache"),
                        stdout=subprocess.DEVNULL, stderr=log)
+    print(f"lm-eval: load average {load:.2f} at its start, {os.getloadavg()[0]:.2f} at its end",
+          flush=True)
     return time.perf_counter() - start
 
 
@@ -91,9 +110,13 @@ def run_ours(args, out: Path) -> float:
            "run", "--model", f"hf:{args.model}", "--format", args.format, "--subjects",
            args.subjects, "--limit", str(args.limit), "--batch-size", str(args.batch_size),
            "--data-dir", str(args.data), "--output", str(out), "--no-progress", "--device", "cpu"]
-    start = time.perf_counter()
+    if args.format in LLAMA:
+        cmd += ["--apply-chat-template", "--num-fewshot", str(LLAMA[args.format])]
+    start, load = time.perf_counter(), os.getloadavg()[0]
     subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
                    capture_output=True)
+    print(f"mmlu-bench: load average {load:.2f} at its start, {os.getloadavg()[0]:.2f} at its "
+          "end", flush=True)
     return time.perf_counter() - start
 
 
@@ -118,11 +141,28 @@ def main() -> int:
     p.add_argument("--model", type=Path, default=default_model())
     p.add_argument("--data", type=Path, default=Path("/work/shared/data/mmlu"))
     p.add_argument("--out", type=Path, default=Path("/tmp/gen_bench"))
+    p.add_argument("--lmeval-venv", type=Path, default=Path(os.environ.get(
+        "LMEVAL_VENV", ROOT / "bench" / ".venv-lmeval")))
+    p.add_argument("--reuse-lmeval", type=Path, metavar="RUN",
+                   help="an earlier run folder of this script: compare with its lm-eval side "
+                        "instead of running lm-eval again (same format, subjects, limit)")
+    p.add_argument("--lmeval-only", action="store_true",
+                   help="run lm-eval's side only (the slow one), for a later --reuse-lmeval")
     args = p.parse_args()
     subjects = args.subjects.split(",")
     out = args.out / f"{args.format}_{int(time.time())}"
-    names = task_dir(args.format, subjects, args.data, out / "tasks")
-    t_lm = run_lmeval(args, names, out / "tasks", out / "lmeval")
+    if args.reuse_lmeval:
+        (out / "lmeval").parent.mkdir(parents=True, exist_ok=True)
+        (out / "lmeval").symlink_to((args.reuse_lmeval / "lmeval").resolve())
+        t_lm = json.loads((args.reuse_lmeval / "lmeval_wall.json").read_text())["seconds"]
+    else:
+        lr.ensure_lmeval_venv(args.lmeval_venv)
+        names = task_dir(args.format, subjects, args.data, out / "tasks", args.lmeval_venv)
+        t_lm = run_lmeval(args, names, out / "tasks", out / "lmeval")
+        (out / "lmeval_wall.json").write_text(json.dumps({"seconds": t_lm}))
+        if args.lmeval_only:
+            print(f"lm-eval's side in {out} ({t_lm:.1f} s); compare with --reuse-lmeval {out}")
+            return 0
     t_us = run_ours(args, out / "ours")
     theirs = lmeval_samples(out / "lmeval", args.format, subjects)
     ours = {}

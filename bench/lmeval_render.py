@@ -33,6 +33,13 @@ MMMLU = ("openai/MMMLU", "DE_DE")
 LITE = ("CohereLabs/Global-MMLU-Lite", "en")
 FULL = ("CohereForAI/Global-MMLU", "en")
 REDUX = ("fxmarty/mmlu-redux-2.0-ok", "anatomy")
+MMLU_NO_TRAIN = ("hails/mmlu_no_train", "anatomy")  # what lm-eval's llama3 tasks read
+META_DE = ("meta-llama/Llama-3.1-8B-Instruct-evals",
+           "Llama-3.1-8B-Instruct-evals__multilingual_mmlu_de__details")
+# The de task's few-shot samples are translated MMLU questions written in lm-eval's YAML: the
+# render replaces them with made-up ones (the same five the made-up rows' Meta prompts hold).
+META_ROWS, META_SHOTS = syn.meta_multilingual("de")
+SAMPLES = {"mmlu_de_llama_anatomy": META_SHOTS}
 
 _DATA: dict = {}  # (path, name) -> {split: rows}; what the patched load_dataset serves
 
@@ -47,7 +54,7 @@ def _mmlu_split(rows):
 
 def fake_load_dataset(path=None, name=None, **kwargs):
     splits = _DATA[(path, name)]
-    build = _mmlu_split if path == "cais/mmlu" else datasets.Dataset.from_list
+    build = _mmlu_split if path in ("cais/mmlu", MMLU_NO_TRAIN[0]) else datasets.Dataset.from_list
     return datasets.DatasetDict({s: build(rows) for s, rows in splits.items()})
 
 
@@ -63,6 +70,8 @@ def standard_data() -> dict:
         LITE: syn.global_lite_dataset(),
         FULL: syn.global_full_dataset(),
         REDUX: {"test": syn.redux_rows()},
+        MMLU_NO_TRAIN: {"test": syn.mmlu_rows("test", 3), "dev": syn.mmlu_rows("dev", 5)},
+        META_DE: {"latest": META_ROWS},
     }
 
 
@@ -114,6 +123,12 @@ def request_entry(task, instances, raw_rows) -> dict:
 
 def render_case(manager, case: dict, chat) -> dict:
     task = load_task(manager, case["lmeval_task"], case["num_fewshot"])
+    samples = SAMPLES.get(case["lmeval_task"])
+    if samples is not None:  # made-up shots in place of the YAML's, then seeded as before
+        from lm_eval.api import samplers
+
+        task.sampler = samplers.get_sampler(task.fewshot_cfg.sampler)(samples, rnd=None)
+        task.set_fewshot_seed(seed=FEWSHOT_SEED)
     opts = case["options"]
     task.build_all_requests(
         system_instruction=opts["system_instruction"],
@@ -132,7 +147,8 @@ def render_case(manager, case: dict, chat) -> dict:
                description=task.config.description or "",
                target_delimiter=task.config.target_delimiter,
                fewshot_delimiter=task.config.fewshot_delimiter,
-               test_docs=raw_rows, fewshot_docs=_DATA[key].get(fewshot_split, []))
+               test_docs=raw_rows, fewshot_docs=_DATA[key].get(fewshot_split, []) if
+               fewshot_split else samples or [], gen_prefix=task.config.gen_prefix)
     out["requests"] = [request_entry(task, by_doc[d], raw_rows) for d in sorted(by_doc)]
     return out
 
@@ -167,6 +183,16 @@ def case_list() -> list[dict]:
                                                          system="You are a careful expert.")),
               ("mmlu_pro_biology", 2, opts(chat=True, multiturn=False,
                                            system="You are a careful expert."))]
+    # Meta's recipes (llama3/instruct): a gen_prefix ("The best answer is") pre-filled
+    for name, ks in (("mmlu_llama_anatomy", (0, 2)), ("mmlu_pro_llama_biology", (0, 2)),
+                     ("mmlu_de_llama_anatomy", (0, 2)), ("mmlu_cot_llama_anatomy", (0,))):
+        cases += [(name, k, o) for k in ks
+                  for o in (opts(), opts(chat=True, multiturn=True))]
+    cases += [("mmlu_llama_anatomy", 2, opts(chat=True, multiturn=False)),
+              ("mmlu_llama_anatomy", 2, opts(chat=True, multiturn=True,
+                                             system="You are a careful expert.")),
+              ("mmlu_llama_anatomy", 2, opts(system="You are a careful expert.")),
+              ("mmlu_pro_llama_biology", 2, opts(chat=True, multiturn=False))]
     out = []
     for name, k, o in cases:
         tag = "chat" if o["apply_chat_template"] else "plain"

@@ -114,3 +114,49 @@ def redux_rows() -> list[dict]:
 
 
 FILTER_DOC_CHOICES = ["Mars", "Venus", "Earth", "Jupiter"]
+
+
+# Meta's evals datasets (meta-llama/Llama-3.1-8B-Instruct-evals): the multilingual MMLU configs.
+META_USER = ("Given the following question and four candidate answers (A, B, C and D), choose "
+             "the best answer.\nQuestion: {q}\nA. {A}\nB. {B}\nC. {C}\nD. {D}\nYour response "
+             "should end with \"The best answer is [the_answer_letter]\" where the "
+             "[the_answer_letter] is one of A, B, C or D.")
+HEADER = "<|start_header_id|>{}<|end_header_id|>\n\n"
+
+
+def meta_doc(i: int, kind: str) -> dict:
+    """A made-up question in Meta's columns (input_question, input_choice_list, ...)."""
+    question = f"{kind} Frage {i} über Anatomie: Größe?"
+    if i == 1:
+        question = f"{kind} Frage 1\nzweite Zeile: welche?"
+    choices = {x: f"{kind}{i} Antwort {x}" for x in "ABCD"}
+    if i == 0:
+        choices["B"] = f" {choices['B']} "
+    return {"input_question": question, "input_choice_list": choices,
+            "input_correct_responses": [LETTERS[(i + 3) % 4]]}
+
+
+def meta_prompt(shots: list[dict], doc: dict) -> str:
+    """input_final_prompts[0]: Meta's own 5-shot chat prompt in Llama 3's format."""
+    def user(d):
+        q = d["input_question"].strip()
+        return HEADER.format("user") + META_USER.format(q=q, **d["input_choice_list"]) + \
+            "<|eot_id|>"
+
+    text = "".join(user(s) + HEADER.format("assistant") + "The best answer is "
+                   f"{s['input_correct_responses'][0]}.<|eot_id|>" for s in shots)
+    return text + user(doc) + HEADER.format("assistant") + "The best answer is"
+
+
+def meta_multilingual(lang: str = "de") -> tuple[list[dict], list[dict]]:
+    """(rows of the `latest` split, the anatomy subject's five shots): rows of two subjects,
+    each carrying Meta's prompt built from its subject's shots."""
+    shots = {s: [meta_doc(10 + i, f"{s[:3]}-shot") for i in range(5)]
+             for s in ("anatomy", "virology")}
+    rows = []
+    for i, subject in enumerate(["anatomy", "virology", "anatomy", "anatomy"]):
+        doc = meta_doc(i, "test")
+        rows.append({"subtask_name": f"mmlu_{lang}_chat.{subject}", **doc,
+                     "input_final_prompts": [meta_prompt(shots[subject], doc)],
+                     "is_correct": i % 2 == 0})
+    return rows, shots["anatomy"]

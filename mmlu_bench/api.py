@@ -31,7 +31,9 @@ def evaluate(model: str, *, output: str | Path | None = None, **options) -> Resu
         apply_chat_template, fewshot_as_multiturn, system_instruction, device, dtype,
         quantize, batch_size, prefix_sharing, n_gpu_layers, threads, ctx_size,
         tensor_parallel_size, gpu_memory_utilization, max_model_len, vllm_args (vllm:),
-        model_name, api_key (default: $OPENAI_API_KEY), concurrency, timeout, ollama_direct, progress.
+        model_name, api_key (default: $OPENAI_API_KEY), concurrency, timeout, ollama_direct,
+        progress, published_model (hold the run against that model's figures in `mmlu-bench
+        published`).
         An unknown or contradictory one raises ConfigError before any work.
     output: the run folder, as --output. Every batch's records are on disk (fsynced) before
         the next batch; the folder is locked while a run uses it; calling again with the same

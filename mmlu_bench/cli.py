@@ -119,6 +119,12 @@ def _results_parsers(sub) -> None:
                "List the benchmarks --task takes, with where their data comes from and what "
                "lm-eval\ncalls them.",
                "mmlu-bench tasks")
+    pub = _subparser(sub, "published", "list the model-card figures mmlu-bench reproduces",
+                     "List published figures (model cards, the Open LLM Leaderboard) with their "
+                     "metric,\nsource and the mmlu-bench command that computes the same "
+                     "quantity; a finished run of\nthat command shows the figure beside its own.",
+                     "mmlu-bench published --model meta-llama/Llama-3.1-8B-Instruct")
+    pub.add_argument("--model", help="only this model's figures (a hub id or a file name)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -223,18 +229,26 @@ def cmd_subjects(args: argparse.Namespace) -> int:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from .tasks import TASKS, sources
 
+    width = max(map(len, TASKS))
     for name, (_, _, about) in TASKS.items():
         where = "bundled, offline" if sources(name)[0] == "bundled" else "hub"
-        print(f"{name:17} {where:16}  {about}")
+        print(f"{name:{width}} {where:16}  {about}")
     print("\nbundled: the questions ship inside mmlu-bench, so the task runs offline out of the "
           "box.\nhub: downloaded from the Hugging Face hub once, then cached. Any task reads "
           "your own copy\nwith --data-dir; --data-source hub reads MMLU from cais/mmlu instead.")
     return 0
 
 
+def cmd_published(args: argparse.Namespace) -> int:
+    from .published import listing
+
+    print(listing(args.model), end="")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "report": cmd_report, "backends": cmd_backends,
             "subjects": cmd_subjects, "tasks": cmd_tasks, "compare": cmd_compare,
-            "runs": cmd_runs}
+            "runs": cmd_runs, "published": cmd_published}
 
 
 def main(argv: list[str] | None = None) -> int:

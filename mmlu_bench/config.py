@@ -54,6 +54,8 @@ class RunConfig:
     timeout: float = 120.0
     ollama_direct: bool = False  # ollama: score the pulled file in-process, not via the server
     progress: bool = True
+    # the published model this run is a copy of (a GGUF, a renamed folder): mmlu-bench published
+    published_model: str | None = None
 
     @classmethod
     def from_spec(cls, model_spec: str, **settings) -> RunConfig:
@@ -91,7 +93,11 @@ class RunConfig:
         if self.fewshot_as_multiturn and not self.apply_chat_template:
             raise ConfigError("--fewshot-as-multiturn needs --apply-chat-template (few-shot "
                               "turns exist only in a chat); add it, or leave the flag out.")
-        self._check_source(self.task_spec())  # an unknown task or option: before any work
+        task = self.task_spec()  # an unknown task or option: before any work
+        self._check_source(task)
+        if task.formats and self.format not in task.formats:
+            raise ConfigError(f"--task {self.task} is a recipe of its own: run it with --format "
+                              f"{' or '.join(task.formats)}.")
         self.format_spec()
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit {self.limit}: give a positive number of questions per "

@@ -6,9 +6,10 @@ Pure functions, standard library only. Each extractor returns an `Extraction`:
   - `letter`: the letter that string scores as, or None;
   - `reason`: why there is no letter (None when there is one).
 A response is correct iff `letter == gold letter`. For lm-eval this equals its `exact_match`
-(ignore_case + ignore_punctuation, the setting of every task here) against the task's target
-("B" or "(B)"): both sides are lower-cased and stripped of ASCII punctuation, so "**B**", "(B)",
-"B." and "(b" all score as B. tests/fixtures/lmeval_filters.json pins this to lm-eval's own output.
+(ignore_case + ignore_punctuation, the setting of every task here; Meta's llama recipes also
+drop every "$" and a final "." first: regexes_to_ignore) against the task's target ("B", "(B)",
+"B."): both sides are lower-cased and stripped of ASCII punctuation, so "**B**", "(B)", "B." and
+"(b" all score as B. tests/fixtures/lmeval_filters.json pins this to lm-eval's own output.
 """
 
 import functools
@@ -31,25 +32,42 @@ class Extraction:
 _ASCII_PUNCT = str.maketrans("", "", string.punctuation)
 
 
-def exact_match(prediction: str, reference: str, ignore_case: bool = True,
-                ignore_punctuation: bool = True) -> bool:
-    """lm-eval's exact_match for one pair: optional lower-casing, then optional removal of ASCII
-    `string.punctuation` (not Unicode punctuation: "（B）" keeps its full-width brackets)."""
+def normalize(text: str, ignore_case: bool = True, ignore_punctuation: bool = True,
+              regexes_to_ignore=()) -> str:
+    """One side of lm-eval's exact_match (exact_match_hf_evaluate), in its order: each regex of
+    regexes_to_ignore removed (re.sub, every match; "\\.$" also matches a "." before a final
+    newline), then optional lower-casing, then optional removal of ASCII `string.punctuation`
+    (not Unicode punctuation: "（B）" keeps its full-width brackets). Traps of the numpy arrays
+    lm-eval holds the one pair in: an element read back loses its trailing NULs ("B\\x00"
+    equals "B"), and numpy's lower case is cut to the array's width ("İ" lowers to "i", not
+    str.lower's two-character "i̇")."""
+    width = len(text)  # the array's itemsize: the string as it went in
+    for pattern in regexes_to_ignore:
+        text = re.sub(pattern, "", text.rstrip("\x00"))
+        width = len(text)
+    text = text.rstrip("\x00")
     if ignore_case:
-        prediction, reference = prediction.lower(), reference.lower()
+        text = text.lower()[:width].rstrip("\x00")
     if ignore_punctuation:
-        prediction = prediction.translate(_ASCII_PUNCT)
-        reference = reference.translate(_ASCII_PUNCT)
-    return prediction == reference
+        text = text.translate(_ASCII_PUNCT)
+    return text.rstrip("\x00")
 
 
-def _scored(filtered: str, empty: bool) -> Extraction:
-    """The letter an lm-eval filtered string scores as under exact_match(ignore case+punct)."""
+def exact_match(prediction: str, reference: str, ignore_case: bool = True,
+                ignore_punctuation: bool = True, regexes_to_ignore=()) -> bool:
+    """lm-eval's exact_match for one pair: both sides normalized alike, then compared."""
+    options = (ignore_case, ignore_punctuation, tuple(regexes_to_ignore or ()))
+    return normalize(prediction, *options) == normalize(reference, *options)
+
+
+def _scored(filtered: str, empty: bool, regexes_to_ignore=()) -> Extraction:
+    """The letter an lm-eval filtered string scores as under exact_match(ignore case+punct,
+    regexes_to_ignore): the one letter whose target normalizes to what it normalizes to."""
     if empty:
         return Extraction(None, filtered, "empty response")
     if filtered == INVALID:
         return Extraction(None, filtered, "no match")
-    norm = filtered.lower().translate(_ASCII_PUNCT)
+    norm = normalize(filtered, regexes_to_ignore=regexes_to_ignore)
     if len(norm) == 1 and norm in string.ascii_lowercase:
         return Extraction(norm.upper(), filtered, None)
     return Extraction(None, filtered, f"not a lone letter: {filtered[:40]!r}")
@@ -90,6 +108,43 @@ def lmeval_mmlu_pro(response: str, choices=None) -> Extraction:
     """`mmlu_pro` filter `custom-extract`: the FIRST "answer is (X)" / "answer is X", case-
     sensitive (lower-case "the answer is (c)" fails), X in A-J whatever the option count."""
     return _scored(_first_group(_MMLU_PRO, response), empty=not response.strip())
+
+
+# Meta's recipes (lm-eval 0.4.13 tasks/llama3/instruct): exact_match drops every "$" and a
+# final "." from both sides first (mmlu_llama's target is "B.", the generation stops at ".").
+LLAMA_REGEXES = (r"\$", r"\.$")
+
+
+def lmeval_mmlu_llama(response: str, choices=None) -> Extraction:
+    """`mmlu_llama` (and the multilingual mmlu_<lang>_llama) filter `strict_match`:
+    remove_whitespace (strip) and take_first, so the whole continuation of "The best answer
+    is" must be one letter: " B" scores B, "B is right" scores nothing, "**B**" and "$B$" B."""
+    filtered = response.strip()
+    return _scored(filtered, not filtered, LLAMA_REGEXES)
+
+
+def _last_group(pattern: re.Pattern, text: str) -> str:
+    """lm-eval RegexFilter with group_select=-1: the LAST findall hit, stripped, or invalid."""
+    hits = pattern.findall(text)
+    return hits[-1].strip() if hits else INVALID
+
+
+_COT_LLAMA = re.compile(r"best answer is ([A-Z])")
+
+
+def lmeval_mmlu_cot_llama(response: str, choices=None) -> Extraction:
+    """`mmlu_cot_llama` filter `strict_match`: the LAST "best answer is X", X a capital A-Z,
+    case-sensitive ("The best answer is b" fails; "(B)" fails: the letter must follow)."""
+    return _scored(_last_group(_COT_LLAMA, response), not response.strip())
+
+
+_PRO_LLAMA = re.compile(r"[tT]he best answer is ([A-Z])")
+
+
+def lmeval_mmlu_pro_llama(response: str, choices=None) -> Extraction:
+    """`mmlu_pro_llama` filter `strict_match`: the LAST "The best answer is X" (or "the"), X a
+    capital A-Z; exact_match with Meta's regexes_to_ignore, which leave a letter as it is."""
+    return _scored(_last_group(_PRO_LLAMA, response), not response.strip(), LLAMA_REGEXES)
 
 
 _STRICT_PREFIX = re.compile(r"(?<=answer is )|(?<=The answer: )|(?<=The final answer: )")
@@ -203,5 +258,8 @@ PIPELINES = {
     ("mmlu_flan_cot_zeroshot", "flexible-extract"): lmeval_flan_cot_flexible,
     ("mmlu_pro", "custom-extract"): lmeval_mmlu_pro,
     ("mmlu_redux_generative", "default"): lmeval_mmlu_redux_generative,
+    ("mmlu_llama", "strict_match"): lmeval_mmlu_llama,
+    ("mmlu_cot_llama", "strict_match"): lmeval_mmlu_cot_llama,
+    ("mmlu_pro_llama", "strict_match"): lmeval_mmlu_pro_llama,
     ("simple_evals", "mmlu"): simple_evals_mmlu,
 }

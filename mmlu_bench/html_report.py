@@ -51,7 +51,10 @@ def questions(header: RunHeader, records: Sequence[QuestionRecord]) -> dict[str,
 
 def render(header: RunHeader, records: Sequence[QuestionRecord], footer: RunFooter | None,
            s: Summary, questions: dict[str, Question] | None = None) -> str:
-    body = [_run_header(header, records, footer), _overall(s, header)]
+    from .published import comparisons, html_section
+
+    body = [_run_header(header, records, footer), _overall(s, header),
+            html_section(comparisons(header, s))]
     if records:
         body += [_groups(s), _slices(s), _flags(s, questions or {}), _letters(records, s.labels),
                  _calibration(records), _below(s), _mistakes(records, questions or {})]
@@ -187,7 +190,7 @@ def _slices(s: Summary) -> str:
 
     note = failure_note(s)
     return ("<section id=\"slices\"><h2>Labelled subsets</h2><table><tr><th>subset</th>"
-            "<th>accuracy</th><th>n</th><th>95% interval (Wilson)</th><th></th></tr>"
+            "<th>accuracy</th><th>n</th><th>95% interval</th><th></th></tr>"
             + rows + "</table>" + (f"<p id=\"failures\">{esc(note)}</p>" if note else "")
             + "</section>")
 

@@ -10,6 +10,13 @@ recipe as a task of its own, that task's names, aliases and versions from its YA
       mmlu_generative::stem ...        inline groups, named under the task, version N/A
         mmlu_anatomy_generative ...    task_alias "anatomy", version 3.0
 
+Meta's recipes (llama3/instruct) name their category groups as groups of their own, with an
+alias and a version each:
+
+    mmlu_llama                         version 1
+      mmlu_llama_stem ...              group_alias "stem", version 0 (the others 1)
+        mmlu_llama_anatomy ...         task_alias "anatomy", version 1.0
+
 A task lm-eval has no such variant of keeps its own row names (simple-evals: none at all).
 """
 
@@ -24,8 +31,10 @@ from .schema import GroupResult
 @dataclass(frozen=True, slots=True)
 class TaskNames:
     """lm-eval's names for the rows of a three-level task (the task, its groups, its units)
-    asked in one format: `unit` and `unit_alias` take {unit} (the unit's row name) and
-    {key}; `group` takes {top} and {group} (the group's row name, e.g. "social sciences")."""
+    asked in one format: `unit` and `unit_alias` take {unit} (the unit's row name), {words}
+    (it with spaces for "_") and {key}; `group` and `group_alias` take {top}, {group} (the
+    group's row name, e.g. "social sciences"), {slug} (the task's own key without its prefix,
+    "social_sciences") and {key}."""
 
     top: str  # the task's (lm-eval group's) name
     top_alias: str  # its group_alias
@@ -34,6 +43,9 @@ class TaskNames:
     group: str = "{top}::{group}"  # lm-eval names an inline group under its parent
     versions: tuple[str, str, str] = ("3", "N/A", "3")  # task, groups, units (metadata.version)
     note: str = ""  # printed under the table: where the rows differ from lm-eval's table
+    group_alias: str = "{key}"  # an inline group prints its name; a named one its group_alias
+    group_versions: Mapping[str, str] = field(default_factory=dict)  # by {slug}, where it differs
+    group_version_text: bool = False  # lm-eval holds the groups' versions as text ("1")
 
     def rename(self, rows: Sequence[GroupResult]) -> tuple[GroupResult, ...]:
         return tuple(self._row(g) for g in rows)
@@ -41,12 +53,19 @@ class TaskNames:
     def _row(self, g: GroupResult) -> GroupResult:
         if g.unit:
             key = self.unit.format(unit=g.name)
-            alias = self.unit_alias.format(unit=g.name, key=key)
-            return replace(g, key=key, alias=alias, version=self.versions[2])
+            alias = self.unit_alias.format(unit=g.name, key=key, words=g.name.replace("_", " "))
+            return replace(g, key=key, alias=alias, version=self.versions[2],
+                           version_text=False)
+        text = self.group_version_text and self.versions[0] != "N/A"
         if g.level == 0:
-            return replace(g, key=self.top, alias=self.top_alias, version=self.versions[0])
-        key = self.group.format(top=self.top, group=g.name)
-        return replace(g, key=key, alias=key, version=self.versions[1])
+            return replace(g, key=self.top, alias=self.top_alias, version=self.versions[0],
+                           version_text=text)
+        slug = g.key.partition("_")[2]
+        key = self.group.format(top=self.top, group=g.name, slug=slug)
+        alias = self.group_alias.format(top=self.top, group=g.name, slug=slug, key=key)
+        return replace(g, key=key, alias=alias,
+                       version=self.group_versions.get(slug, self.versions[1]),
+                       version_text=self.group_version_text)
 
 
 @dataclass(frozen=True, slots=True)

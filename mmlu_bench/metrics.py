@@ -1,7 +1,9 @@
 """Pure metric functions, as lm-eval 0.4.13 computes them for multiple-choice tasks.
 
-Averages are over questions (size-weighted), never over units, as lm-eval's groups with
-`weight_by_size: True` (every task here) report them.
+The table's averages are over questions (size-weighted, micro), as lm-eval's groups with
+`weight_by_size: True` (every task here) report them. Beside them, `macro` is the average over
+units, each subject or category weighing the same (what Meta's model cards call macro_avg):
+stats.macro_average has its formula and interval.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from .schema import GroupResult, QuestionRecord
+from . import stats
+from .schema import GroupResult, QuestionRecord, Slice
 from .tasks.base import Task
 
 
@@ -49,6 +52,21 @@ def unit_scores(records: Iterable[QuestionRecord]) -> dict[str, list[float]]:
     return by_unit
 
 
+def macro(records: Sequence[QuestionRecord], noun: str = "subjects") -> tuple[Slice, dict]:
+    """The macro average over the records' units (stats.macro_average): the labelled line
+    under the table, with its 95% interval, and its results.json block."""
+    est, low, high = stats.macro_average(unit_scores(records))
+    # results.json's `unit` names the kind ("subjects", "categories") whatever the count; only
+    # the line reads "over 1 subject".
+    said = noun if est.population != 1 else {"categories": "category"}.get(noun, noun[:-1])
+    line = Slice(f"macro average over {est.population} {said} (each weighs the same)",
+                 est.acc, est.n, low, high, note="the table's rows are lm-eval's micro "
+                 "averages (every question weighs the same)")
+    block = {"acc": est.acc, "stderr": est.stderr, "ci95": [low, high], "units": est.population,
+             "n": est.n, "unit": noun, "weighting": "each unit the same (macro_avg)"}
+    return line, block
+
+
 def group(name: str, level: int, parts: Sequence[GroupResult], **labels) -> GroupResult:
     """A size-weighted mean of unit accuracies with lm-eval's pooled stderr."""
     sizes = [p.n for p in parts]
@@ -70,7 +88,8 @@ def summarize(records: Sequence[QuestionRecord], task: Task,
     rows = []
     for node in task.tree(sorted(units)):
         labels = {"num_fewshot": num_fewshot if node.nshot else None, "key": node.key,
-                  "version": node.version, "unit": node.unit,
+                  "version": node.version, "version_text": node.version_text,
+                  "unit": node.unit,
                   "group": not (node.unit or node.flat)}
         if node.flat or node.unit:
             xs = [x for u in node.units for x in scores[u]]

@@ -43,27 +43,53 @@ def maybe_delimit(prefix: str | None, suffix: str | None, delimiter: str) -> str
 
 def messages(task: Task, q: Question, shots: Sequence[Question],
              system_instruction: str | None = None,
-             text: Callable[[Question], str] | None = None) -> list[Message]:
+             text: Callable[[Question], str] | None = None,
+             gen_prefix: str | None = None,
+             target: Callable[[Question], str] | None = None,
+             description: str | None = None) -> list[Message]:
     """lm-eval's fewshot_context messages. A --system-instruction goes before the description,
     both in the system message (its plain text has no delimiter after it). `text` renders a
-    question where a format has its own doc_to_text (default: the task's)."""
+    question where a format has its own doc_to_text (default: the task's), `target` a shot's
+    answer (default: the task's fewshot_target), `description` replaces the task's. A
+    `gen_prefix` (the task's assistant prefill) starts every answer turn and ends the messages
+    as an open assistant turn (qa_turn)."""
     text = text or task.doc_to_text
+    target = target or task.fewshot_target
+    if description is None:
+        description = task.description(q.subject)
     out = []
-    system = maybe_delimit(system_instruction, task.description(q.subject),
-                           task.fewshot_delimiter)
+    system = maybe_delimit(system_instruction, description, task.fewshot_delimiter)
     if system:
         out.append(Message("system", system))
     for s in shots:
-        target = task.fewshot_target(s)
-        # lm-eval's build_qa_turn: an empty target means no answer turn and no delimiters,
-        # so the next shot follows this one's text directly.
-        if not target:
-            out.append(Message("user", text(s)))
-            continue
-        out.append(Message("user", text(s), task.target_delimiter))
-        out.append(Message("assistant", target, task.fewshot_delimiter))
-    out.append(Message("user", text(q)))
-    return out
+        out += qa_turn(task, text(s), target(s), gen_prefix, task.fewshot_delimiter)
+    return out + qa_turn(task, text(q), "", gen_prefix, "")
+
+
+def qa_turn(task: Task, question: str, answer: str, gen_prefix: str | None,
+            fewshot_delimiter: str) -> list[Message]:
+    """lm-eval's build_qa_turn: the user turn, then the answer turn (with the gen_prefix before
+    the answer, always joined by a space unless one side has whitespace there), or the bare
+    gen_prefix as an open assistant turn (the question's own); without either, the user turn
+    alone. Traps: an empty answer means no answer turn and no delimiters, so the next shot
+    follows this one's text directly; with a gen_prefix the user turn's target delimiter is
+    kept only where the question and the prefix would otherwise touch."""
+    if gen_prefix:
+        joins = task.target_delimiter if requires_delimiter(question, gen_prefix) else ""
+    else:
+        joins = task.target_delimiter if answer else ""
+    turns = [Message("user", question, joins)]
+    if answer:
+        turns.append(Message("assistant", maybe_delimit(gen_prefix, answer, " "),
+                             fewshot_delimiter))
+    elif gen_prefix:
+        turns.append(Message("assistant", gen_prefix))
+    return turns
+
+
+def requires_delimiter(prefix: str, suffix: str) -> bool:
+    """lm-eval's requires_delimiter: neither side of the join is whitespace."""
+    return bool(prefix) and not (prefix[-1].isspace() or suffix[0].isspace())
 
 
 def plain(turns: Sequence[Message]) -> str:
@@ -71,12 +97,21 @@ def plain(turns: Sequence[Message]) -> str:
 
 
 def single_turn(turns: Sequence[Message]) -> list[Message]:
-    """lm-eval's multiturn_to_singleturn (no assistant prefill): a leading system message kept,
-    every other turn joined into one user message as plain text, the last delimiter dropped."""
+    """lm-eval's multiturn_to_singleturn: a leading system message kept, every other turn
+    joined into one user message as plain text, the last delimiter dropped; an open assistant
+    turn at the end (a gen_prefix) stays its own message after it."""
     system = [turns[0]] if turns and turns[0].role == "system" else []
     rest = list(turns[len(system):])
+    prefill = [rest.pop()] if rest[-1].role == "assistant" else []
     rest[-1] = Message(rest[-1].role, rest[-1].content)
-    return system + [Message("user", plain(rest))]
+    return system + [Message("user", plain(rest))] + prefill
+
+
+def prefilled(turns: Sequence[Message] | Sequence[dict]) -> bool:
+    """Whether the chat ends in an open assistant turn the model continues (a gen_prefix)."""
+    last = turns[-1] if turns else None
+    role = last.get("role") if isinstance(last, dict) else getattr(last, "role", None)
+    return role == "assistant"
 
 
 def chat_dicts(turns: Sequence[Message]) -> list[dict]:

@@ -41,12 +41,52 @@ def _cells(summary: Summary, groups_only: bool = False) -> list[list[str]]:
     """One line per row and filter, as lm-eval prints a task's metrics: filters in the order
     of their "metric,filter" keys, the name and version on the first line only."""
     tables = _by_filter(summary)
-    out = []
+    out, firsts = [], []
     for i, g in enumerate(summary.rows):
         if g.group or not groups_only:
+            firsts.append((len(out), g))
             out += [_row(tables[f][i], summary.metric, f, n == 0)
                     for n, f in enumerate(sorted(tables))]
+    _format_versions([(out[at], g) for at, g in firsts if g.version])
     return out
+
+
+class _Text(str):
+    """A cell pytablewriter holds as text in a column that is not all numbers: left-aligned."""
+
+
+def _format_versions(shown: list[tuple[list[str], GroupResult]]) -> None:
+    """The Version cells as pytablewriter prints lm-eval's versions: a column of numbers
+    (groups' "2" text parsed as one) with the most decimals any needs ("1.0" -> "1", but
+    "2.0" beside "3.1" stays "2.0"); in a column with text ("N/A"), text left-aligned (a
+    group's version, held as text) and each number with its own decimals. Trap (pytablewriter
+    1.2.1, as lm-eval's mmlu_cot_llama table shows): a number held as text right after three
+    right-aligned cells is right-aligned too."""
+    numeric = all(_number(c[1]) for c, _ in shown)
+    places = max((_places(c[1]) for c, _ in shown), default=0)
+    right = []
+    for cells, g in shown:
+        v = cells[1]
+        if numeric:
+            cells[1] = f"{float(v):.{places}f}"
+        elif not _number(v) or (g.version_text and not (len(right) >= 3 and all(right[-3:]))):
+            cells[1] = _Text(v)
+        else:
+            cells[1] = f"{float(v):.{_places(v)}f}"
+        right.append(not isinstance(cells[1], _Text))
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _places(text: str) -> int:
+    """Decimals a version needs (pytablewriter's float formatting): "1.0" 0, "3.1" 1."""
+    return len(text.partition(".")[2].rstrip("0")) if _number(text) else 0
 
 
 # A version lm-eval has no number for (an inline group's) is text to pytablewriter: the cell is
@@ -67,7 +107,8 @@ def markdown_table(cells: Sequence[list[str]], title: str = "Tasks") -> str:
     cells = [[title] + HEADERS[1:]] + list(cells)
     widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
     widths = [max(w, 3) for w in widths]
-    numeric = [i in RIGHT and all(c[i] != TEXT for c in cells) for i in range(len(HEADERS))]
+    numeric = [i in RIGHT and all(c[i] != TEXT and not isinstance(c[i], _Text) for c in cells)
+               for i in range(len(HEADERS))]
 
     def line(values: list[str], header: bool = False) -> str:
         out = []
@@ -75,7 +116,7 @@ def markdown_table(cells: Sequence[list[str]], title: str = "Tasks") -> str:
             if header:
                 out.append(_center(v, widths[i]))
             else:
-                right = i in RIGHT and v != TEXT
+                right = i in RIGHT and v != TEXT and not isinstance(v, _Text)
                 out.append(v.rjust(widths[i]) if right else v.ljust(widths[i]))
         return "|" + "|".join(out) + "|"
 
@@ -133,14 +174,15 @@ def _children(rows: Sequence[GroupResult], i: int) -> list[int]:
     return out
 
 
-def _version(text: str) -> int | float | str:
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return text
+def _version(g: GroupResult) -> int | float | str:
+    """A row's version as lm-eval's results file holds it: a task's metadata.version as a
+    number (1.0), a group's as text where lm-eval keeps it so ("2"; GroupResult.version_text),
+    "N/A" where it has none."""
+    if g.version_text or not _number(g.version):
+        return g.version
+    if g.group:  # groups whose text lm-eval is not known to keep: numbers, as before
+        return int(g.version) if g.version.isdigit() else float(g.version)
+    return float(g.version)
 
 
 def _entry(summary: Summary, i: int) -> dict:
@@ -167,10 +209,12 @@ def results_json(summary: Summary, header: RunHeader) -> dict:
         "results": results,
         "groups": {g.key: results[g.key] for g in rows if g.key in subtasks},
         "group_subtasks": subtasks,
-        "versions": {g.key: _version(g.version) for g in rows},
-        # Every lm-eval task row (a unit, or a flat task over units), not groups.
-        "n-shot": {g.key: header.num_fewshot for g in rows if not g.group},
-        "higher_is_better": {g.key: {summary.metric: True} for g in rows},
+        "versions": {g.key: _version(g) for g in rows},
+        # Every row lm-eval prints with its shots (tasks, and groups below the top), as its
+        # results file lists them; higher_is_better over the same rows.
+        "n-shot": {g.key: header.num_fewshot for g in rows if g.num_fewshot is not None},
+        "higher_is_better": {g.key: {summary.metric: True} for g in rows
+                             if g.num_fewshot is not None},
         "n-samples": {g.key: {"original": g.n, "effective": g.n} for g in rows if not g.group},
         "config": {"model": header.model, "backend": header.backend,
                    "task": summary.task, "num_fewshot": header.num_fewshot,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from . import gen_metrics, html_report, report, sampling, stats, summary
+from . import gen_metrics, html_report, published, report, sampling, stats, summary
 from .schema import QuestionRecord, RunFooter, RunHeader, Summary
 
 FORMATS = ("table", "markdown", "json", "html")
@@ -21,7 +21,8 @@ def table(header: RunHeader, records: list[QuestionRecord], footer: RunFooter | 
           s: Summary) -> str:
     """lm-eval's two tables under lm-eval's one-line run summary."""
     notes = (report.table_footer(s), gen_metrics.failure_note(s),
-             sampling.summary_line(header, s), report.data_line(header))
+             sampling.summary_line(header, s), report.data_line(header),
+             *map(published.footer_line, published.comparisons(header, s)))
     return report.title(header) + "\n" + report.full_table(s, notes)
 
 
@@ -34,6 +35,9 @@ def results(header: RunHeader, records: list[QuestionRecord], footer: RunFooter 
         out["sample"] = sampling.sample_json(header, s)
     if s.failures:
         out["extraction_failures"] = gen_metrics.failures_json(s)
+    found = published.comparisons(header, s)
+    if found:
+        out["published"] = published.block(found)
     return out
 
 

@@ -34,8 +34,8 @@ RUN_OPTIONS = (
         ("--subjects", dict(help="comma-separated subjects or categories (default: all)")),
         ("--num-fewshot", dict(type=int, help="few-shot examples per prompt")),
         ("--format", dict(help="how the task is asked: plain (log-likelihood, default), "
-                          "generative, cot, simple-evals (generated text, the letter "
-                          "extracted)")),
+                          "generative, cot, simple-evals, llama, llama-cot (generated text, "
+                          "the letter extracted; llama: Meta's Llama 3.1 recipes)")),
         ("--limit", dict(type=int, help="first N test questions of each subject (lm-eval's "
                          "--limit)")),
         ("--sample", dict(type=int, help="a stratified random sample of N test questions "
@@ -90,5 +90,8 @@ RUN_OPTIONS = (
                           "same folder resumes an interrupted run")),
         ("--no-progress", dict(dest="progress", action="store_false",
                                help="no progress bar (logs and CI)")),
+        ("--published-model", dict(metavar="NAME", help="hold the run against this model's "
+                                   "published figures (`mmlu-bench published`), e.g. "
+                                   "meta-llama/Llama-3.1-8B-Instruct for a GGUF of it")),
     )),
 )

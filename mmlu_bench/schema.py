@@ -174,6 +174,9 @@ class GroupResult:
     unit: bool = False  # a leaf: one of the task's units
     group: bool = False  # an lm-eval group of tasks (its Groups table, group_subtasks)
     alias: str = ""  # what lm-eval prints for the row where that is not `name`
+    # lm-eval holds this version as text (a group's metadata.version, e.g. "2"), not a number:
+    # results.json writes it as a string, and a table column with text left-aligns it
+    version_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,37 @@ def _variance(xs: Sequence[float]) -> float:
     return sum((x - mu) ** 2 for x in xs) / (len(xs) - 1)
 
 
+def macro_average(units: Mapping[str, Sequence[float]], z: float = Z95) -> tuple[Estimate, float,
+                                                                                 float]:
+    """The macro average over units (each subject or category weighs the same: Meta's
+    macro_avg), its standard error and normal 95% interval, clipped to [0, 1].
+
+    With U units, unit u's mean p_u over its n_u questions and sample variance s_u^2
+    (divisor n_u - 1):
+
+        macro = (1/U) sum_u p_u
+        SE    = (1/U) sqrt( sum_u s_u^2 / n_u )
+
+    the units being independent samples (each its own stratum, weights 1/U, no finite
+    population correction: as lm-eval's per-subject stderr, the questions stand for a larger
+    pool). A unit with a single question has no s_u^2 of its own; it borrows the variance of
+    all questions pooled, as stratified_estimate does. The interval is macro +- z SE; NaN for
+    fewer than 2 questions. `Estimate.population` is U, the number of units."""
+    present = {u: xs for u, xs in units.items() if xs}
+    everything = [x for xs in present.values() for x in xs]
+    n, k = len(everything), len(present)
+    if not k:
+        return Estimate(math.nan, math.nan, 0, 0), math.nan, math.nan
+    acc = sum(_mean(xs) for xs in present.values()) / k
+    if n < 2:
+        return Estimate(acc, math.nan, n, k), math.nan, math.nan
+    pooled = _variance(everything)
+    var = sum((_variance(xs) if len(xs) > 1 else pooled) / len(xs) for xs in present.values())
+    se = math.sqrt(var) / k
+    low, high = normal_interval(acc, se, z)
+    return Estimate(acc, se, n, k), max(0.0, low), min(1.0, high)
+
+
 # --- calibration -------------------------------------------------------------------------
 
 def softmax(loglikelihoods: Sequence[float | None]) -> list[float | None]:

@@ -37,6 +37,10 @@ def build(header: RunHeader, records: Sequence[QuestionRecord], finished: bool =
     widest = max((options(r) for r in records), default=4)
     chance = sum(1 / options(r) for r in records) / len(records) if records else math.nan
     slices = tuple(task.slices(records)) if records else ()
+    blocks = task.blocks(records) if records else {}
+    if records:  # the macro average first, beside lm-eval's micro rows
+        line, blocks["macro_average"] = metrics.macro(records, task.unit_noun)
+        slices = (line, *slices)
     failures = ()
     if gen_metrics.generated(records):
         slices += tuple(gen_metrics.slices(records))
@@ -47,8 +51,7 @@ def build(header: RunHeader, records: Sequence[QuestionRecord], finished: bool =
                    slices=slices, finished=finished, failures=failures,
                    metric=naming.metric, filters=naming.filters, filter_rows=filter_rows,
                    note=naming.note(task.name),
-                   flags=tuple(task.flags(records)) if records else (),
-                   blocks=task.blocks(records) if records else {})
+                   flags=tuple(task.flags(records)) if records else (), blocks=blocks)
 
 
 def options(r: QuestionRecord) -> int:

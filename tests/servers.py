@@ -376,3 +376,42 @@ def _drop(obj, token: str):
         out = {k: _drop(v, token) for k, v in obj.items() if k != token}
         return {**out, "token": "<other>"} if out.get("token") == token else out
     return obj
+
+
+class ContinuingChatServer(_Threaded):
+    """A vLLM-shaped /v1/chat/completions over the real model: the messages rendered with the
+    model's template (chat_template.py, as a GGUF's), a final assistant message continued when
+    asked with continue_final_message and add_generation_prompt false (vLLM's extras), closed
+    and followed by a new turn otherwise; llama.cpp's greedy text after that prompt. It keeps
+    every prompt it rendered (`prompts`), and `continues=False` plays a server that ignores
+    the extras."""
+
+    def __init__(self, llm, continues: bool = True) -> None:
+        from mmlu_bench.backends.chat_template import template_renderer
+
+        template = llm.metadata["tokenizer.chat_template"]
+        renderer = template_renderer(template, {}, "test")
+        self.prompts: list[str] = []
+        server = self
+
+        class Handler(_Handler):
+            def do_GET(self) -> None:
+                self.send(200, {"data": [{"id": "m"}]})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.body())
+                go_on = body.get("continue_final_message") and \
+                    body.get("add_generation_prompt") is False and continues
+                prompt = (renderer.render_prefill if go_on else renderer.render)(body["messages"])
+                server.prompts.append(prompt)
+                tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+                out = llm.create_completion(tokens, max_tokens=body["max_tokens"],
+                                            temperature=0, stop=body.get("stop") or None)
+                choice = out["choices"][0]
+                self.send(200, {"choices": [{"message": {"role": "assistant",
+                                                         "content": choice["text"]},
+                                             "finish_reason": choice["finish_reason"]}],
+                                "usage": {"prompt_tokens": len(tokens),
+                                          "completion_tokens": 1}})
+
+        self.start(Handler)

@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from mmlu_bench import bundled, dataset, html_report, records
 from mmlu_bench.cli import main
 from mmlu_bench.config import RunConfig
 from mmlu_bench.errors import ConfigError, DataError
+from mmlu_bench.tasks import TASKS
 from mmlu_bench.tasks.mmlu import SUBJECTS
 
 from .conftest import SHARED, require, unpack_bundled
@@ -216,6 +218,11 @@ def test_tasks_says_which_run_offline(capsys):
     assert where == {"mmlu": "bundled,", "mmlu_redux": "bundled,", "mmlu_pro": "hub",
                      "mmmlu": "hub"}
     assert "runs offline out of the box" in out
+    rows = [line for line in out.splitlines() if line.split(" ")[0] in TASKS]
+    assert len(rows) == len(TASKS)
+    # The second column starts at one place on every row, the longest name's included
+    # (mmlu_llama_multilingual once ran past a fixed width of 17).
+    assert len({re.search(r" (bundled, offline|hub) ", row).start() for row in rows}) == 1
 
 
 def repository_text() -> str:

@@ -15,6 +15,10 @@ TASK_FAMILY = {
     "mmlu_flan_cot_zeroshot_anatomy": "mmlu_flan_cot_zeroshot",
     "mmlu_pro_biology": "mmlu_pro",
     "mmlu_redux_anatomy_generative": "mmlu_redux_generative",
+    "mmlu_llama_anatomy": "mmlu_llama",
+    "mmlu_de_llama_anatomy": "mmlu_llama",  # the multilingual tasks share mmlu_llama's filter
+    "mmlu_cot_llama_anatomy": "mmlu_cot_llama",
+    "mmlu_pro_llama_biology": "mmlu_pro_llama",
 }
 
 
@@ -46,7 +50,7 @@ def test_matches_lmeval(family, filter_name, choices, gold, kwargs, response, go
     result = extract.PIPELINES[(family, filter_name)](response, choices)
     assert result.filtered == got["filtered"]
     assert extract.exact_match(result.filtered, gold, **kwargs) == bool(got["exact_match"])
-    gold_letter = gold.strip("()")
+    gold_letter = gold.strip("().")
     assert (result.letter == gold_letter) == bool(got["exact_match"])
     assert (result.letter is None) == (result.reason is not None)
 
@@ -112,6 +116,38 @@ def test_simple_evals_reasons():
     assert extract.simple_evals_mmlu("The answer is B").reason == "no match"
     assert "not a letter" in extract.simple_evals_mmlu("answer: b").reason
     assert extract.simple_evals_mmlu("answer: b").filtered == "b"
+
+
+EXACT_MATCH = json.loads(FIXTURE.read_text(encoding="utf-8"))["exact_match_cases"]
+
+
+@pytest.mark.parametrize("case", EXACT_MATCH, ids=lambda c: f"{c['prediction']!r}~"
+                         f"{c['reference']!r}-{sorted(c['kwargs'].items())}")
+def test_exact_match_equals_lmevals_metric(case):
+    """Every pair as lm-eval's own exact_match_hf_evaluate scored it (bench/lmeval_render.py):
+    regexes_to_ignore, then case, then ASCII punctuation, and numpy's string quirks."""
+    got = extract.exact_match(case["prediction"], case["reference"], **case["kwargs"])
+    assert got == bool(case["exact_match"])
+
+
+# A few of those, by hand: what each lm-eval rule does to Meta's "B." target.
+LLAMA_TABLE = [  # (prediction, equal to "B." under mmlu_llama's metric, why)
+    ("B", True, "'\\.$' drops the target's final dot"),
+    ("$B$", True, "'\\$' drops every dollar"),
+    ("B..", True, "one final dot dropped, the other is punctuation"),
+    ("**b**", True, "case and ASCII punctuation ignored"),
+    ("Ｂ", False, "full-width letters are not ASCII"),
+    ("B\x00", True, "numpy drops trailing NULs"),
+    ("İ", False, "lower-cased to 'i', not 'b'"),
+    ("B is", False, "the whole filtered text must match"),
+]
+
+
+@pytest.mark.parametrize("prediction,equal,why", LLAMA_TABLE)
+def test_mmlu_llama_metric_by_hand(prediction, equal, why):
+    kwargs = {"regexes_to_ignore": extract.LLAMA_REGEXES}
+    assert extract.exact_match(prediction, "B.", **kwargs) == equal, why
+    assert (extract.lmeval_mmlu_llama(prediction).letter == "B") == equal, why
 
 
 def test_exact_match_punctuation_is_ascii_only():

@@ -205,3 +205,89 @@ def test_gguf_generation_run_records_llamacpp_text(llm, gguf_path, mmlu_dir, tmp
     for rec in recs:
         assert rec.response == local(llm, asked[rec.qid]) and rec.finish in ("stop", "length")
         assert (rec.answer is None) == (rec.failure is not None)
+
+
+# ---- a task's gen_prefix (Meta's recipes) under a chat template: continuing the assistant turn
+
+PREFILLED = GenerateRequest("anatomy/0", "[...]", (".",), 10, (
+    {"role": "user", "content": "Which bone is in the ear? A. stapes B. femur"},
+    {"role": "assistant", "content": "The best answer is"}))
+
+
+def test_a_prefill_is_sent_as_each_server_continues_it():
+    path, body = server_generate.openai_request("m", PREFILLED)
+    assert path == "/chat/completions" and body["messages"][-1]["role"] == "assistant"
+    assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
+    assert "continue_final_message" not in server_generate.openai_request("m", REQUESTS[2])[1]
+    path, body = server_generate.ollama_request("m", PREFILLED)  # Ollama continues by itself
+    assert path == "/api/chat" and body["messages"] == list(PREFILLED.messages)
+    assert "continue_final_message" not in body
+
+
+class _Counting(_Threaded):
+    """Reports prompt tokens: fewer when asked to continue (`continues`), or none at all."""
+
+    def __init__(self, continues: bool, usage: bool = True) -> None:
+        class Handler(_Handler):
+            def do_GET(self) -> None:
+                self.send(200, {"data": [{"id": "m"}]})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.body())
+                tokens = 7 if continues and body.get("continue_final_message") else 12
+                answer = {"choices": [{"message": {"content": "x"}, "finish_reason": "length"}]}
+                self.send(200, {**answer, "usage": {"prompt_tokens": tokens}} if usage
+                          else answer)
+
+        self.start(Handler)
+
+
+@pytest.mark.parametrize("continues,usage,error", [
+    (True, True, None), (False, True, "does not continue a final assistant message"),
+    (True, False, "reports no usage.prompt_tokens")])
+def test_openai_checks_the_server_continues_a_prefill(continues, usage, error):
+    with _Counting(continues, usage) as server:
+        config = RunConfig.from_spec(f"openai:{server.url}/v1", model_name="m", format="llama",
+                                     apply_chat_template=True)
+        if error is None:
+            backends.create(config).close()
+        else:
+            with pytest.raises(BackendError, match=error):
+                backends.create(config)
+        # no template, no prefill turn: the plain prompt goes to /completions, no check
+        backends.create(config.with_(apply_chat_template=False)).close()
+
+
+@pytest.mark.slow
+def test_llamacpp_python_server_cannot_continue_a_prefill_and_says_so(llama_server):
+    config = RunConfig.from_spec(f"openai:{llama_server.base}", model_name=MODEL_ID,
+                                 format="llama", apply_chat_template=True)
+    with pytest.raises(BackendError, match="does not continue a final assistant message"):
+        backends.create(config)
+
+
+@pytest.mark.slow
+def test_a_continuing_server_reads_the_prompt_gguf_renders(llm, gguf_path, mmlu_dir, tmp_path):
+    """--format llama --apply-chat-template through openai: on a vLLM-shaped server: the
+    prompt the server renders is byte for byte the context gguf: generates from (the prefill
+    continued, no new turn), and its greedy continuation is recorded and scored."""
+    from mmlu_bench.cli import main
+    from mmlu_bench.prompts import sha256
+    from mmlu_bench.records import read
+
+    from .servers import ContinuingChatServer
+
+    common = ["--format", "llama", "--apply-chat-template", "--num-fewshot", "2", "--data-dir",
+              str(mmlu_dir), "--subjects", "anatomy", "--limit", "2", "--no-progress"]
+    with ContinuingChatServer(llm) as server:
+        assert main(["run", "--model", f"openai:{server.url}/v1", "--model-name", "m",
+                     "--concurrency", "1", "--output", str(tmp_path / "o"), *common]) == 0
+    assert main(["run", "--model", f"gguf:{gguf_path}", "--threads", "1", "--output",
+                 str(tmp_path / "g"), *common]) == 0
+    served, local_run = read(tmp_path / "o/records.jsonl")[1], read(tmp_path / "g/records.jsonl")[1]
+    asked = server.prompts[2:]  # after check_prefill's two
+    assert len(asked) == 2 and all(p.endswith("<|im_start|>assistant\nThe best answer is")
+                                   for p in asked)
+    assert sorted(map(sha256, asked)) == sorted(r.prompt_sha256 for r in local_run)
+    assert [r.qid for r in served] == ["anatomy/0", "anatomy/1"]
+    assert all(r.response is not None for r in served)

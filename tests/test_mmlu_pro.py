@@ -199,7 +199,8 @@ def test_results_json_has_lm_evals_key_and_the_normalized_score():
     assert top["acc_stderr,none"] == pytest.approx(metrics.mean_stderr([1] * 4 + [0] * 8))
     assert out["versions"]["leaderboard_mmlu_pro"] == 0.1
     assert out["n-shot"]["leaderboard_mmlu_pro"] == 0 and out["groups"] == {}
-    (norm,) = s.slices
+    macro, norm = s.slices  # the macro average over categories, then the leaderboard's score
+    assert macro.name.startswith("macro average over ") and "categories" in macro.name
     assert norm.name == "normalized (acc - 0.1) / 0.9 (Open LLM Leaderboard)"
     assert norm.acc == pytest.approx((4 / 12 - 0.1) / 0.9) and not norm.proportion
     from mmlu_bench import stats

@@ -179,14 +179,17 @@ def test_a_fake_run_writes_lm_evals_group_and_subtasks(tmp_path, data_dir, capsy
     assert results["group_subtasks"] == {"mmlu_pro": subtasks}
     assert set(results["results"]) == {"mmlu_pro", *subtasks}
     assert results["versions"] == {"mmlu_pro": 2.0, **dict.fromkeys(subtasks, 3.1)}
-    assert results["n-shot"] == dict.fromkeys(subtasks, 2)
+    # the group too: lm-eval lists every row it prints with shots (as for mmlu_pro_llama)
+    assert results["n-shot"] == dict.fromkeys(["mmlu_pro", *subtasks], 2)
     assert results["results"]["mmlu_pro_law"]["alias"] == " - law"
     assert results["results"]["mmlu_pro"]["sample_len"] == 6
     assert score(results["results"]["mmlu_pro"]) == sum(r.correct for r in records) / 6
     assert "extraction_failures" in results and "Open LLM Leaderboard" not in printed
     assert "| - computer_science|    3.1|" in printed
     # lm-eval's names for the number: exact_match under the custom-extract filter
-    assert "|mmlu_pro|    2.0|custom-extract|     2|exact_match|" in printed
+    # (the Groups table: a column holding only 2.0, which pytablewriter prints as "2")
+    assert "|mmlu_pro|      2|custom-extract|     2|exact_match|" in printed
+    assert "|mmlu_pro           |    2.0|" in printed  # beside the tasks' 3.1
     assert "exact_match,custom-extract" in results["results"]["mmlu_pro"]
     capsys.readouterr()
     assert cli.main(["report", str(tmp_path / "out")]) == 0  # rebuilt from the header alone

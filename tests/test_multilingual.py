@@ -271,7 +271,8 @@ def test_global_mmlu_full_run_end_to_end(tmp_path):
         "global_mmlu_full_yo", "global_mmlu_full_yo_other", "global_mmlu_full_yo_marketing",
         "global_mmlu_full_yo_stem", "global_mmlu_full_yo_anatomy"]
     assert results["results"]["global_mmlu_full_yo"]["sample_len"] == 6  # --limit 3 per task
-    assert set(results["slices"]) == {"CS (culturally sensitive)", "unannotated"}
+    assert set(results["slices"]) == {"macro average over 2 subjects (each weighs the same)",
+                                      "CS (culturally sensitive)", "unannotated"}
     assert "Labelled subsets" in (out / "report.html").read_text()
 
 

@@ -61,7 +61,8 @@ def test_results_use_mmlu_redux_names_and_carry_the_slices(redux_runs):
     results = json.loads((redux_runs / "all" / "results.json").read_text())
     assert set(results["groups"]) == {"mmlu_redux", "mmlu_redux_other", "mmlu_redux_stem"}
     assert results["results"]["mmlu_redux_virology"]["sample_len"] == 100
-    assert list(results["slices"]) == ["MMLU-Redux ok questions", "all Redux-annotated "
+    macro = "macro average over 2 subjects (each weighs the same)"  # first, beside the table
+    assert list(results["slices"]) == [macro, "MMLU-Redux ok questions", "all Redux-annotated "
                                        "questions", "corrected answers (unofficial)"]
     assert results["slices"]["MMLU-Redux ok questions"]["n"] == 142
     assert "2 of 5,700 Redux rows could not be joined" in \
@@ -71,7 +72,7 @@ def test_results_use_mmlu_redux_names_and_carry_the_slices(redux_runs):
     page = (redux_runs / "all" / "report.html").read_text()
     assert '<section id="flags">' in page and "corrected answers (unofficial)" in page
     ok = json.loads((redux_runs / "ok" / "results.json").read_text())
-    assert list(ok["slices"]) == ["MMLU-Redux ok questions"] and "flags" not in ok
+    assert list(ok["slices"]) == [macro, "MMLU-Redux ok questions"] and "flags" not in ok
 
 
 def test_an_mmlu_run_shows_its_redux_ok_accuracy_and_flagged_questions(redux_runs):
@@ -163,8 +164,10 @@ def test_overlay_on_mmlu_records_adds_lines_and_leaves_the_rows():
     records = mmlu_records()
     header = run_header()
     s = summary.build(header, records)
-    assert [(x.name, x.acc, x.n) for x in s.slices] == [("MMLU-Redux ok questions", 1.0, 1)]
-    assert "1 covered question has a wrong MMLU answer" in s.slices[0].note
+    macro, *lines = s.slices  # the macro average comes first, then the overlay's lines
+    assert macro.name.startswith("macro average") and macro.n == len(records)
+    assert [(x.name, x.acc, x.n) for x in lines] == [("MMLU-Redux ok questions", 1.0, 1)]
+    assert "1 covered question has a wrong MMLU answer" in lines[0].note
     assert [f.qid for f in s.flags] == [records[1].qid]
     assert s.flags[0].note.endswith("(the Redux answer)")
     block = s.blocks["redux"]

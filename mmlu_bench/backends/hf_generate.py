@@ -3,9 +3,13 @@
 lm-eval sorts a task's prompts longest first, left-pads each batch, runs `model.generate`
 (greedy) until every row has produced a stop string or max_gen_toks tokens, decodes each row
 with special tokens skipped and cuts it at the first stop string (the format's `until` plus the
-tokenizer's decoded EOS). Here the same, with two savings that change no text:
+tokenizer's decoded EOS). Here the same, with savings that change no text:
 - a batch's shared token prefix (the description, the few-shot examples) runs once; the
   batch's cache starts as views of it (kv_cache.expand);
+- a unit's shared prefix (its few-shot examples: most of a 5-shot chat prompt) runs once for
+  all the unit's rows, whichever batches lm-eval's order puts them in: a batch of rows from
+  several units starts from their units' prefix caches, each left-padded to the longest
+  (kv_cache.stack; the padding masked, positions counted from each row's own start);
 - a row leaves the batch as soon as it stops (its end-of-text token, a stop string in its
   decoded text, or max_tokens): its cache rows are dropped and no more steps run for it.
 Greedy choices are argmax over float logits; a padded batch can tip a near-tie the other way
@@ -14,11 +18,12 @@ than an unpadded one (or than lm-eval's differently-composed batches): expected,
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ..schema import GenerateRequest, Generation
-from .kv_cache import expand
+from .kv_cache import expand, stack
 from .textgen import cut_at_stop, stops_with_eos
 
 # Rows per batch for --batch-size auto: the token budget over (prompt + max_tokens) per row, as
@@ -27,6 +32,14 @@ from .textgen import cut_at_stop, stops_with_eos
 # left batches of one to three rows; 8 rows also batch as lm-eval's `--batch_size 8` does.
 MIN_AUTO_ROWS, MAX_AUTO_ROWS = 8, 64
 KV_BUDGET = 8
+# Units' prefix caches kept at once: lm-eval's longest-first order spreads a unit's rows over
+# the whole run; a cache evicted is computed again when its unit comes back.
+UNIT_CACHES = 8
+# A unit's prefix runs on its own only for units of at least this many rows: a one-row pass
+# costs (measured on CPU) up to ~2.5x more per token than the batched one it replaces, so with
+# --limit 2 sharing it between two rows would lose time; over a subject's hundreds of rows it
+# saves almost the whole few-shot prefill.
+MIN_UNIT_ROWS = 4
 
 
 @dataclass
@@ -36,16 +49,26 @@ class _Row:
     stops: tuple[str, ...]
     out: list[int] = field(default_factory=list)
     finish: str = ""
+    unit: int = 0  # the group (unit) it came from
+    prefix: int = 0  # tokens all its unit's rows start with (0: none worth sharing)
 
 
 def generate_groups(backend, groups: Iterable[tuple[Sequence[GenerateRequest], frozenset[str]]]
                     ) -> Iterator[list[Generation]]:
     """Every unit's requests pooled into one plan (`plan`); the batches holding an unrecorded
-    question run, each from its own shared prefix."""
-    def setup(batch: list[_Row]):  # (shared tokens, their cache) for the batch
-        shared = _shared(backend, batch)
-        return lambda: (shared, backend._prefix_cache(tuple(batch[0].tokens[:shared]))
-                        if shared else None)
+    question run, each from its shared prefix, or its units' prefixes where those are longer;
+    in the backend's lanes (two batches at once on a multi-core CPU, hf.in_lanes)."""
+    units = _UnitCaches(backend)
+
+    def setup(batch: list[_Row]):  # (each row's tokens in the cache, the cache), in a lane
+        def start():
+            shared = _shared(backend, batch)
+            if shared < max(r.prefix for r in batch):
+                return [r.prefix for r in batch], units.stacked(batch)
+            prefix = backend._prefix_cache(tuple(batch[0].tokens[:shared])) if shared else None
+            return [shared] * len(batch), \
+                expand(prefix, len(batch)) if prefix is not None else None
+        return start
 
     planned = plan(backend, groups)
     skip = planned[0][1] if planned else frozenset()
@@ -63,7 +86,13 @@ def plan(backend, groups) -> list[tuple[list[_Row], frozenset[str]]]:
     batches with an unrecorded question are kept, each with the recorded qids."""
     groups = list(groups)
     skip = frozenset().union(*(s for _, s in groups))
-    rows = [prompt_row(backend, r) for requests, _ in groups for r in requests]
+    rows, stack = [], _stackable(backend)
+    for unit, (requests, _) in enumerate(groups):
+        mine = [prompt_row(backend, r) for r in requests]
+        prefix = _shared(backend, mine) if stack and len(mine) >= MIN_UNIT_ROWS else 0
+        for r in mine:
+            r.unit, r.prefix = unit, prefix
+        rows += mine
     rows.sort(key=lambda r: (-len(r.tokens), r.request.context))
     return [(batch, skip) for batch in _batches(backend, rows)
             if not all(r.request.qid in skip for r in batch)]
@@ -111,12 +140,56 @@ def _batches(backend, rows: list[_Row]) -> Iterator[list[_Row]]:
         i += size
 
 
-def _run(backend, batch: list[_Row], shared: int, prefix_cache) -> None:
-    """Greedy decoding of a batch; each row keeps its tokens in `out` and why it ended."""
+class _UnitCaches:
+    """Each unit's prefix cache, computed on first use; after a batch, the UNIT_CACHES latest
+    kept (a batch may need more at once)."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.caches = backend, {}
+        self.lock = threading.Lock()  # two lanes may start batches at once
+
+    def stacked(self, batch: list[_Row]):
+        """One cache for the batch from its rows' unit prefix caches, left-padded to the
+        longest (masked in _first_inputs); a row without a prefix is all padding there."""
+        with self.lock:
+            cache = stack([self.get(r) if r.prefix else None for r in batch],
+                          max(r.prefix for r in batch))
+            self.trim()  # stack copied what the batch needs
+        return cache
+
+    def get(self, row: _Row):
+        cache = self.caches.pop(row.unit, None)
+        if cache is None:
+            cache = self.backend._prefix_cache(tuple(row.tokens[:row.prefix]))
+        self.caches[row.unit] = cache  # now the latest
+        return cache
+
+    def trim(self) -> None:
+        while len(self.caches) > UNIT_CACHES:
+            del self.caches[next(iter(self.caches))]
+
+
+def _stackable(backend) -> bool:
+    """Whether units' prefix caches can be stacked into one batch: prefix sharing is on and the
+    model's cache is transformers' plain dynamic one (its tensors are all it holds per layer)."""
+    from transformers import DynamicCache
+
+    config = getattr(getattr(backend, "model", None), "config", None)
+    if not backend.prefix_sharing or config is None:
+        return False
+    try:
+        layers = DynamicCache(config=config).layers
+    except TypeError:  # an older transformers: no per-layer types to check
+        return False
+    return all(type(layer).__name__ == "DynamicLayer" for layer in layers)
+
+
+def _run(backend, batch: list[_Row], starts: list[int], cache) -> None:
+    """Greedy decoding of a batch from `cache` (each row's first `starts` tokens); each row
+    keeps its tokens in `out` and why it ended."""
     torch = backend.torch
     eos_ids = _eos_ids(backend)
-    ids, mask, positions = _first_inputs(backend, batch, shared)
-    cache = expand(prefix_cache, len(batch)) if prefix_cache is not None else None
+    ids, mask, positions = _first_inputs(backend, batch, starts)
     active = list(range(len(batch)))
     with torch.inference_mode():
         while active:
@@ -142,19 +215,20 @@ def _run(backend, batch: list[_Row], shared: int, prefix_cache) -> None:
             positions = positions[:, -1:] + 1
 
 
-def _first_inputs(backend, batch: list[_Row], shared: int) -> tuple:
-    """Each row's tokens after the shared prefix, LEFT-padded so every row's next token comes
-    at the last position; position ids count real tokens only, so padding shifts none; the
-    mask covers the prefix too."""
+def _first_inputs(backend, batch: list[_Row], starts: list[int]) -> tuple:
+    """Each row's tokens after its cached prefix (its first `starts` tokens), LEFT-padded so
+    every row's next token comes at the last position; position ids count real tokens only,
+    from the row's own start, so padding shifts none; the mask covers the cache too, its
+    left padding (a shorter prefix in a stacked cache) masked out."""
     torch = backend.torch
-    suffixes = [r.tokens[shared:] for r in batch]
-    width = max(len(s) for s in suffixes)
+    suffixes = [r.tokens[s:] for r, s in zip(batch, starts, strict=True)]
+    width, cached = max(len(s) for s in suffixes), max(starts)
     pad = backend.tokenizer.pad_token_id or 0
     ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes])
     mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes])
-    positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
-    mask = torch.cat([torch.ones(len(batch), shared, dtype=mask.dtype), mask], dim=1)
-    return ids, mask, positions
+    positions = (mask.cumsum(-1) - 1).clamp(min=0) + torch.tensor(starts)[:, None]
+    prefix = torch.tensor([[0] * (cached - s) + [1] * s for s in starts], dtype=mask.dtype)
+    return ids, torch.cat([prefix, mask], dim=1), positions
 
 
 def _step(backend, row: _Row, token: int, eos_ids: set[int]) -> bool:

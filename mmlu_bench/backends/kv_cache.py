@@ -1,5 +1,6 @@
 """A batch's KV cache over a shared prefix's tensors, without copying them (hf: scoring and
-generation both read a subject's prefix cache this way)."""
+generation both read a subject's prefix cache this way), or over several prefixes, one per row
+(`stack`: generation's rows of different units)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,25 @@ def expand(cache, batch_size: int):
         many = t.dim() >= 2 and t.shape[0] == 1 and batch_size > 1
         views[id(t)] = t.expand(batch_size, *t.shape[1:]) if many else t
     return copy.deepcopy(cache, views)
+
+
+def stack(caches: list, width: int):
+    """One batch cache from each row's own prefix cache (None: a row with none), all of one
+    structure: each key and value tensor ([1, heads, positions, dim]) left-padded with zeros to
+    `width` positions, the rows stacked along the batch dimension. The caller masks the
+    padding and gives each row's positions from its own prefix length."""
+    import torch
+
+    template = next(c for c in caches if c is not None)
+    own = [list(_tensors(c)) if c is not None else None for c in caches]
+    views = {}
+    for j, t in enumerate(_tensors(template)):
+        if t.dim() != 4:
+            continue
+        parts = [row[j] if row is not None else t[:, :, :0] for row in own]
+        views[id(t)] = torch.cat([torch.nn.functional.pad(p, (0, 0, width - p.shape[2], 0))
+                                  for p in parts], dim=0)
+    return copy.deepcopy(template, views)
 
 
 def _tensors(obj, seen=None) -> Iterator:

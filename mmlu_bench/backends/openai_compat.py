@@ -16,7 +16,7 @@ from . import http, server_api
 from .http import Client, HTTPStatusError, ServerBackend, Transient
 from .server_chat import ChatLetters, openai_chat_body
 from .server_echo import EchoFallback
-from .server_generate import ServerText
+from .server_generate import ServerText, check_prefill
 
 TOP_K = 20  # the most alternatives OpenAI's API returns; llama.cpp and vLLM accept it too
 PROBE = "The capital of France is"
@@ -44,9 +44,12 @@ class OpenAIBackend(EchoFallback, ChatLetters, ServerText, ServerBackend):
         self.client = Client(self.base, key, config.timeout)
         self.min_tokens = True
         self._check_model_listed()
-        self.generating = config.format_spec().needs == "generate"
+        spec = config.format_spec()
+        self.generating = spec.needs == "generate"
         if not self.generating:  # generation needs no logprobs
             self._probe()
+        elif config.apply_chat_template and getattr(spec, "gen_prefix", None):
+            check_prefill(self.client, self.model, self.base)
 
     def info(self) -> dict:
         return {"device": "server", "dtype": "unknown", "server": self.base,

@@ -9,6 +9,16 @@ prompt byte for byte. Payloads follow lm-eval's API models
 as OpenAI allows), max_tokens. The text is cut at the stop strings again here, in case a server
 returns them. An empty answer is asked again (EMPTY_TRIES in all) and then recorded as it is:
 a failed extraction, never a dropped question.
+
+A task's gen_prefix under a chat template (Meta's "The best answer is") ends the messages in an
+assistant turn the model must continue. OpenAI-compatible servers are asked to continue it as
+vLLM (and SGLang, Aphrodite) take it, transformers' way: `continue_final_message: true`,
+`add_generation_prompt: false` (llama.cpp's llama-server continues a final assistant message by
+itself and ignores the fields); a server that would close the turn and start a new one is found
+at start-up (check_prefill) and refused. Ollama's /api/chat continues a final assistant message
+by itself: its templates leave the last assistant turn open (ollama#6778; a custom Modelfile
+template that closes every turn would not). The answer holds only what the model added, as
+lm-eval's generations do.
 """
 
 from __future__ import annotations
@@ -17,14 +27,18 @@ import logging
 import threading
 from collections.abc import Sequence
 
+from ..errors import BackendError
+from ..prompts import prefilled
 from ..schema import GenerateRequest, Generation
-from .http import score_parallel
+from .http import STARTUP_RETRY, score_parallel
 from .textgen import cut_at_stop
 
 log = logging.getLogger(__name__)
 
 EMPTY_TRIES = 3
 SEED = 1234
+# Continue the final (assistant) message instead of opening a new turn: vLLM's chat extras.
+CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
 
 
 def openai_request(model: str, r: GenerateRequest) -> tuple[str, dict]:
@@ -33,8 +47,38 @@ def openai_request(model: str, r: GenerateRequest) -> tuple[str, dict]:
     if r.until:
         body["stop"] = list(r.until)[:4]
     if r.messages is not None:
-        return "/chat/completions", {**body, "messages": list(r.messages)}
+        body["messages"] = list(r.messages)
+        return "/chat/completions", {**body, **(CONTINUE if prefilled(r.messages) else {})}
     return "/completions", {**body, "prompt": r.context}
+
+
+def check_prefill(client, model: str, base: str) -> None:
+    """Refuse an OpenAI-compatible server that cannot continue an assistant turn. Two chat
+    requests of one token, the same short answer after a question: closed (a new turn after
+    it) and continued (CONTINUE). Continuing reads fewer prompt tokens (no end-of-turn, no new
+    assistant header); a server that ignores the fields reads the same number."""
+    chat = [{"role": "user", "content": "Name a colour."},
+            {"role": "assistant", "content": "Blue"}]
+
+    def prompt_tokens(extra: dict) -> int:
+        answer = client.post("/chat/completions", {"model": model, "messages": chat,
+                                                   "max_tokens": 1, "temperature": 0, **extra},
+                             retry=STARTUP_RETRY)
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        return int((usage or {}).get("prompt_tokens") or 0)
+
+    closed, continued = prompt_tokens({}), prompt_tokens(CONTINUE)
+    if not closed or not continued:
+        raise BackendError(f"{base}/chat/completions reports no usage.prompt_tokens, so "
+                           "mmlu-bench cannot tell whether it continues an assistant turn (the "
+                           "task's gen_prefix); use hf: or gguf:, or leave out "
+                           "--apply-chat-template.")
+    if continued >= closed:
+        raise BackendError(f"{base}/chat/completions does not continue a final assistant "
+                           "message (it ignores continue_final_message: the prompt reads "
+                           f"{continued} tokens either way), so the task's gen_prefix would "
+                           "start a new turn; use vLLM or llama.cpp's llama-server, hf: or "
+                           "gguf:, or leave out --apply-chat-template.")
 
 
 def ollama_request(model: str, r: GenerateRequest) -> tuple[str, dict]:

@@ -29,6 +29,12 @@ FORMATS: dict[str, tuple[str, str, str]] = {
             "mmlu_flan_cot_zeroshot (mmlu), mmlu_pro (mmlu_pro)"),
     "simple-evals": ("mmlu_bench.formats.generative", "SimpleEvals",
                      "OpenAI simple-evals: one chat message, 'Answer: X' on the last line"),
+    "llama": ("mmlu_bench.formats.llama", "MMLULlama",
+              "Meta's Llama 3.1 recipe, 'The best answer is' pre-filled: lm-eval's mmlu_llama "
+              "(mmlu), mmlu_pro_llama (mmlu_pro), mmlu_<lang>_llama (mmlu_llama_multilingual)"),
+    "llama-cot": ("mmlu_bench.formats.llama", "MMLUCoTLlama",
+                  "Meta's 0-shot chain of thought, the last 'best answer is X': lm-eval's "
+                  "mmlu_cot_llama (mmlu)"),
 }
 
 # A format that is each task's own recipe: (format, task) -> (module, class). Such a format
@@ -41,6 +47,10 @@ RECIPES: dict[tuple[str, str], tuple[str, str]] = {
     ("generative", "mmlu_redux"): ("mmlu_bench.formats.mmlu_redux_generative",
                                    "ReduxGenerative"),  # lm-eval `mmlu_redux_generative`
     ("generative", ANY): ("mmlu_bench.formats.generative", "Generative"),  # `mmlu_generative`
+    ("llama", "mmlu"): ("mmlu_bench.formats.llama", "MMLULlama"),  # `mmlu_llama`
+    ("llama", "mmlu_pro"): ("mmlu_bench.formats.llama", "ProLlama"),  # `mmlu_pro_llama`
+    ("llama", "mmlu_llama_multilingual"): ("mmlu_bench.formats.llama", "MMLULlama"),
+    ("llama-cot", "mmlu"): ("mmlu_bench.formats.llama", "MMLUCoTLlama"),  # `mmlu_cot_llama`
 }
 
 

@@ -5,8 +5,9 @@ One settings object for every format that can be asked under a chat template: th
 log-likelihood format (chat.py) and the generative ones (generative.py, mmlu_pro_cot.py). The
 format builds lm-eval's turns (prompts.Message); this turns them into what the backend's
 renderer reads (chat_template.ChatRenderer): the turns as they are (multi-turn) or joined into
-one user message (single-turn), rendered with the generation prompt added, or sent as they are
-to a server that applies its own template.
+one user message (single-turn), rendered with the generation prompt added (or, when they end in
+an open assistant turn, a task's gen_prefix, continued from it), or sent as they are to a
+server that applies its own template.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class ChatSpec:
         """(the context, the messages a server is sent, or None when the text is the prompt).
         For a server the context is the messages' JSON (lm-eval's JsonChatStr)."""
         chat = self.dicts(turns)
-        return renderer.render(chat), (tuple(chat) if renderer.sends_messages else None)
+        return renderer.rendered(chat), (tuple(chat) if renderer.sends_messages else None)
 
     def identity(self, renderer) -> str:
         """The chat part of the prompt format: template sha (or "server"), turns, instruction."""

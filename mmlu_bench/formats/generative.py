@@ -21,7 +21,7 @@ a user turn and an assistant turn holding the shot's target (the letter; mmlu_pr
 answer), or all in one user turn (--no-fewshot-as-multiturn), then the question, rendered with
 the generation prompt added. None of these tasks has a gen_prefix, so nothing follows the
 generation prompt: the rendered text is the context, trailing newline included, and the stop
-strings are the task's. Without a template a --system-instruction is prepended to the plain
+strings are the task's. (Meta's recipes have one: formats/llama.py.) Without a template a --system-instruction is prepended to the plain
 prompt, as lm-eval prepends it. simple-evals is always a chat (its one user message, after a
 system message holding a --system-instruction); without the flag each backend applies the
 model's template as it always has, with it the same renderer as the other chat formats renders
@@ -66,6 +66,8 @@ class GenerativeFormat(Format):
     recipe: ClassVar[str] = ""
     # lm-eval's names for the rows, by --task, where lm-eval ships this recipe as a task
     lmeval_tasks: ClassVar[dict[str, TaskNames]] = {}
+    # lm-eval's gen_prefix: the answer turn's opening words, written for the model (prefill)
+    gen_prefix: ClassVar[str | None] = None
 
     def __init__(self, system_instruction: str | None = None, apply_chat_template: bool = False,
                  fewshot_as_multiturn: bool | None = None, **settings) -> None:
@@ -100,7 +102,8 @@ class GenerativeFormat(Format):
 
     def turns(self, task: Task, q: Question, shots: Sequence[Question]) -> list[Message]:
         """lm-eval's messages for the question (prompts.messages): the task's by default."""
-        return prompts.messages(task, q, shots, self.system_instruction)
+        return prompts.messages(task, q, shots, self.system_instruction,
+                                gen_prefix=self.gen_prefix)
 
     def plain(self, turns: Sequence[Message]) -> tuple[str, tuple[dict, ...] | None]:
         """(context, messages) without a template: lm-eval's plain text, no messages."""

@@ -32,12 +32,17 @@ TASKS: dict[str, tuple[str, str, str]] = {
     "global_mmlu_lite": ("mmlu_bench.tasks.global_mmlu", "GlobalMMLULite",
                          "Global-MMLU-Lite, 15 languages, as lm-eval's `global_mmlu_<lang>`; "
                          "CS/CA split"),
+    "mmlu_llama_multilingual": ("mmlu_bench.tasks.mmlu_llama_multilingual",
+                                "MMLULlamaMultilingual",
+                                "Meta's Llama 3.1 multilingual MMLU (de es fr hi it pt th), as "
+                                "lm-eval's `mmlu_<lang>_llama`; --format llama"),
 }
 
 # (--task, --format) -> (module, class). The task it builds records {"recipe": format} in its
 # options, so a summary rebuilds it from the run header.
 RECIPES: dict[tuple[str, str], tuple[str, str]] = {
     ("mmlu_pro", "cot"): ("mmlu_bench.tasks.mmlu_pro_cot", "MMLUProCoT"),  # lm-eval `mmlu_pro`
+    ("mmlu_pro", "llama"): ("mmlu_bench.tasks.mmlu_pro_llama", "MMLUProLlama"),  # mmlu_pro_llama
 }
 
 

@@ -32,6 +32,7 @@ class Node:
     # An lm-eval task over all the questions of its units (not a group of tasks): plain mean
     # and sample stderr over its questions, not the pooled stderr of a group.
     flat: bool = False
+    version_text: bool = False  # lm-eval's results hold the version as text (GroupResult)
 
 
 class Task:
@@ -48,6 +49,8 @@ class Task:
     # Where the questions come from without --data-dir (--data-source), the default first:
     # "bundled" ships inside mmlu-bench (runs offline), "hub" is downloaded once, then cached.
     sources: tuple[str, ...] = ("hub",)
+    formats: tuple[str, ...] = ()  # the only --format values it takes, where it is one recipe
+    unit_noun = "subjects"  # what its units are, for the macro average's line
 
     def __init__(self, **options) -> None:
         if options:

@@ -150,6 +150,7 @@ class GlobalMMLULite(GlobalMMLU):
     prompt_format = "lm-eval-0.4.13-global_mmlu_lite-0.0-seed1234"
     repo, revision, known, prefix = LITE_REPO, LITE_REVISION, LITE_LANGUAGES, "global_mmlu"
     subject_in_meta = True  # a unit is a category: the record keeps its question's subject
+    unit_noun = "categories"
 
     def __init__(self, languages: str | None = None) -> None:
         super().__init__(languages)

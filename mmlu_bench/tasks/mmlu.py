@@ -54,21 +54,24 @@ HUB_REPO = "cais/mmlu"
 def category_tree(top: str, top_key: str, units: Sequence[str], category_of: dict,
                   prefix: str, versions: tuple[str, str, str] = ("2", "2", "1"), level: int = 0,
                   subject_of: Callable[[str], str] = str,
-                  name: Callable[[str], str] | None = None) -> list[Node]:
+                  name: Callable[[str], str] | None = None,
+                  version_text: bool = False) -> list[Node]:
     """lm-eval's three-level MMLU layout: the task, its categories (alphabetical), each
     followed by its units (alphabetical). Groups aggregate their units directly.
 
     Translated MMLUs reuse it one language at a time: `level` is the top row's depth under
     the task, `subject_of` the MMLU subject of a unit ('de_de.anatomy' -> 'anatomy'; keys are
     `prefix`_category and `prefix`_subject) and `name` what a category or subject is printed
-    as (lm-eval's alias; by default MMLU's)."""
+    as (lm-eval's alias; by default MMLU's). `version_text`: lm-eval holds the groups'
+    versions as text ("2"), as MMLU's own groups."""
     name = name or (lambda s: ALIAS.get(s, s))
     present = sorted(set(units), key=lambda u: subject_of(u))
-    rows = [Node(top, top_key, level, tuple(present), nshot=False, version=versions[0])]
+    rows = [Node(top, top_key, level, tuple(present), nshot=False, version=versions[0],
+                 version_text=version_text)]
     for category in sorted({category_of[subject_of(u)] for u in present}):
         members = tuple(u for u in present if category_of[subject_of(u)] == category)
         rows.append(Node(name(category), f"{prefix}_{category}", level + 1, members,
-                         version=versions[1]))
+                         version=versions[1], version_text=version_text))
         rows += [Node(name(subject_of(u)), f"{prefix}_{subject_of(u)}", level + 2, (u,),
                       unit=True, version=versions[2]) for u in members]
     return rows
@@ -96,7 +99,7 @@ class MMLU(Task):
                 f"{unit.replace('_', ' ')}.\n\n")
 
     def tree(self, units: Sequence[str]) -> list[Node]:
-        return category_tree("mmlu", "mmlu", units, CATEGORY_OF, "mmlu")
+        return category_tree("mmlu", "mmlu", units, CATEGORY_OF, "mmlu", version_text=True)
 
 
     # MMLU-Redux labels beside the numbers (redux_overlay): the rows stay lm-eval's.

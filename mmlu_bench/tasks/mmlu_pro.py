@@ -43,6 +43,7 @@ class MMLUPro(Task):
     prompt_format = "lm-eval-0.4.13-leaderboard_mmlu_pro"
     # One lm-eval task: --limit N is its first N test rows (doc ids 0..N-1), not N per category.
     limit_per_unit = False
+    unit_noun = "categories"
 
     def units(self) -> tuple[str, ...]:
         return UNITS

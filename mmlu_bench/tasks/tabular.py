@@ -51,7 +51,8 @@ def rows(paths: Sequence[Path], columns: Sequence[str]) -> list[dict]:
     """Every row of the files, in order, with `columns` (text; missing values as None)."""
     out: list[dict] = []
     for path in paths:
-        out += _parquet(path, columns) if path.suffix == ".parquet" else _csv(path, columns)
+        # ".parquet" anywhere in the name: Meta's evals files are "*.parquet.gzip"
+        out += _parquet(path, columns) if ".parquet" in path.suffixes else _csv(path, columns)
     return out
 
 
