@@ -31,10 +31,9 @@ class View:
 def test_every_unit_once_by_two_contexts_at_once():
     views = [View("a"), View("b")]
     units = [[f"{u}/{i}" for i in range(3)] for u in range(6)]
-    got = [q for batch in in_lanes(views, units, "score") for _, q in batch]
-    assert sorted(got) == sorted(q for unit in units for q in unit)
-    names = {name for batch in in_lanes(views, units, "score") for name, _ in batch}
-    assert names == {"a", "b"}, "both contexts took units"
+    got = [answer for batch in in_lanes(views, units, "score") for answer in batch]
+    assert sorted(q for _, q in got) == sorted(q for unit in units for q in unit)
+    assert {name for name, _ in got} == {"a", "b"}, "both contexts took units"
     assert views[0].threads.isdisjoint(views[1].threads), "each context in its own lane"
 
 
