@@ -272,7 +272,8 @@ def _record(stream, p: Plan, done: set[str], writer: RecordWriter, bar) -> tuple
 def _progress(config: RunConfig, total: int, done: int):
     from tqdm.auto import tqdm  # a widget in a notebook, a text bar in a terminal
 
-    return tqdm(total=total, initial=done, unit="q", desc="Scoring", disable=not config.progress,
+    desc = f"Scoring on {config.data_parallel} replicas" if config.data_parallel else "Scoring"
+    return tqdm(total=total, initial=done, unit="q", desc=desc, disable=not config.progress,
                 dynamic_ncols=True)
 
 

@@ -90,10 +90,35 @@ def llama_cpp() -> None:
 
 
 @pytest.fixture(scope="session")
+def ray_installed() -> None:
+    require(importlib.util.find_spec("ray") is not None, "Ray: pip install 'mmlu-bench[ray]'")
+
+
+@pytest.fixture(scope="session")
 def chromium() -> str:
     from .browser import executable
 
     return executable()
+
+
+@pytest.fixture(scope="session")
+def zero_shot_run(tmp_path_factory, gguf_path) -> Path:
+    """The README's first command, all 570 questions in one process: `--model demo` is this
+    GGUF on the hf backend, the data the MMLU bundled with mmlu-bench; a newcomer's first run
+    gives lm-eval's numbers (test_hf_reference.py). The Ray tests compare with it."""
+    import contextlib
+    import io
+
+    from mmlu_bench import cli
+
+    out = tmp_path_factory.mktemp("hf0")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["run", "--model", "demo", "--limit", "10", "--output", str(out),
+                         "--no-progress"])
+    assert code == 0
+    (out / "printed.txt").write_text(printed.getvalue())
+    return out
 
 
 class _KeepOpen:

@@ -32,13 +32,13 @@ SPECS = (
                 requires=("mlx", "mlx_lm"), resume_keys=RESUME_KEYS + ("quantization",)),
     BackendSpec("openai", "mmlu_bench.backends.openai_compat:OpenAIBackend",
                 "an OpenAI-compatible server that returns logprobs", "nothing to install",
-                capabilities=ALL),
+                capabilities=ALL, in_process=False),
     # Either path (the server, or the pulled file scored like gguf:) can do all three. A model
     # pulled again under the same name is another model: its digest must match on resume.
     BackendSpec("ollama", "mmlu_bench.backends.ollama:open_backend",
                 "Ollama >= 0.12.11 running, else llama-cpp-python for the pulled file",
                 "nothing to install (the pulled file: pip install 'mmlu-bench[gguf]')",
-                capabilities=ALL,
+                capabilities=ALL, in_process=False,
                 resume_keys=RESUME_KEYS + ("model_digest", "ollama_path", "tokenizer")),
     BackendSpec("fake", "mmlu_bench.backends.fake:FakeBackend", "nothing (dry runs and tests)",
                 "nothing to install", capabilities=ALL),
@@ -61,7 +61,12 @@ def available(name: str) -> bool:
 
 
 def create(config: RunConfig) -> Backend:
-    """The backend for `config`, built (a model loaded, a server checked)."""
+    """The backend for `config`, built (a model loaded, a server checked); with
+    --data-parallel, replicas on Ray each holding one built here (ray_pool.py)."""
+    if config.data_parallel:
+        from .ray_pool import RayPool
+
+        return RayPool(config)
     s = spec(config.backend)
     if not available(s.name):
         raise ConfigError(f"the {s.name}: backend needs {s.needs}: {s.install}")
