@@ -109,6 +109,43 @@ def test_fake_latency_option_changes_the_time_not_the_answers(tmp_path, mmlu_dir
     assert record_lines(outs[0]) == record_lines(outs[1])
 
 
+@pytest.mark.parametrize("spec, settings, nodes, n, expected", [
+    ("fake:x", {}, [{"CPU": 2}], 2, (1, 0, 1)),  # a 2-core laptop: a core each
+    ("fake:x", {}, [{"CPU": 2}], 1, (2, 0, 2)),
+    ("hf:m", {}, [{"CPU": 16}, {"CPU": 4}], 2, (8, 0, 8)),  # both fit on the big node
+    ("hf:m", {}, [{"CPU": 16}, {"CPU": 16}], 4, (8, 0, 8)),
+    ("hf:m", {"threads": 3}, [{"CPU": 8}], 2, (3, 0, 3)),
+    ("hf:m", {}, [{"CPU": 8, "GPU": 2}], 2, (1, 1, None)),  # a GPU each
+    ("hf:m", {"device": "cpu"}, [{"CPU": 8, "GPU": 2}], 2, (4, 0, 4)),
+    ("gguf:m.gguf", {}, [{"CPU": 8, "GPU": 2}], 2, (4, 0, 4)),  # no layers offloaded
+    ("gguf:m.gguf", {"n_gpu_layers": 99}, [{"CPU": 8, "GPU": 2}], 2, (1, 1, None)),
+    ("fake:x", {}, [{"CPU": 8, "GPU": 2}], 2, (4, 0, 4)),
+])
+def test_each_replica_asks_for_its_share(spec, settings, nodes, n, expected):
+    config = RunConfig.from_spec(spec, **settings)
+    p = ray_cluster.placement(config, n, nodes)
+    assert (p.num_cpus, p.num_gpus, p.threads) == expected
+
+
+@pytest.mark.parametrize("spec, settings, nodes, n, message", [
+    ("fake:x", {}, [{"CPU": 2}], 3, "--data-parallel 3 needs 3 CPUs on the Ray cluster, "
+                                     "which has 2"),
+    ("hf:m", {"threads": 3}, [{"CPU": 4}], 2, "needs 6 CPUs"),
+    ("hf:m", {}, [{"CPU": 8, "GPU": 2}], 3, "needs 3 GPUs .* the Ray cluster has 2"),
+])
+def test_a_cluster_too_small_is_one_line(spec, settings, nodes, n, message):
+    with pytest.raises(UserError, match=message):
+        ray_cluster.placement(RunConfig.from_spec(spec, **settings), n, nodes)
+
+
+@pytest.mark.parametrize("where, loopback", [
+    ("127.0.0.1:6379", True), ("localhost:6379", True), ("[::1]:6379", True),
+    ("ray://127.0.0.1:10001", True), ("10.0.0.1:6379", False), ("head.example:6379", False),
+])
+def test_loopback_addresses_are_recognised(where, loopback):
+    assert ray_cluster._loopback(ray_cluster._host(where)) is loopback
+
+
 def test_units_of_a_lost_replica_come_back_less_what_it_delivered():
     pool = RayPool.__new__(RayPool)
     pool.ray = mock.Mock()

@@ -3,7 +3,8 @@
 Traps, each checked on Ray 2.60:
 - A local `ray.init()` listens on every interface and advertises the machine's address. With
   RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (Ray's switch for single-machine clusters) every listener
-  is on 127.0.0.1, so ours sets it.
+  is on 127.0.0.1, so ours sets it. Ray reads the switch once, at import, into a constant that
+  alone acts on it: the constant is set too (Ray may have been imported before).
 - A driver joining a cluster at 127.0.0.1 rewrites that address to the machine's own unless it
   has the same setting; set here for a loopback address only (a driver that advertised
   127.0.0.1 to a remote cluster could not be reached).
@@ -32,8 +33,7 @@ from ..errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
-LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-LOCAL_ENV = {**LOOPBACK_ONLY, "RAY_USAGE_STATS_ENABLED": "0"}
+LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 # Backends that can use a GPU, and whether this run asks them to.
 AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 GPU_BACKENDS = {"hf": lambda c: c.device != "cpu", "vllm": lambda c: c.device != "cpu",
@@ -61,18 +61,17 @@ def connect(config):
     """Import Ray and connect; (ray, owns): `owns` when we started or joined it here (and so
     disconnect, or stop the local cluster, at the end); not when the caller already had Ray."""
     where = address(config)
-    env = LOCAL_ENV if where is None else _join_env(where)
     try:
-        with _environment(env):
-            import ray
+        import ray
     except ImportError:
         raise ConfigError(f"--data-parallel needs Ray: {RAY_INSTALL}") from None
     if ray.is_initialized():
         return ray, False
     quiet = dict(include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=log.isEnabledFor(logging.INFO))
+    loopback = where is None or _loopback(_host(where))
     try:
-        with _environment(env), _loopback_only(ray, LOOPBACK_ONLY.items() <= env.items()), \
+        with _environment(LOCAL_ENV if where is None else {}), _loopback_only(ray, loopback), \
                 _signals_kept(), _quiet(AUTH_LOGGER):
             if where is None:
                 ray.init(address="local", num_cpus=max(os.cpu_count() or 1,
@@ -84,7 +83,7 @@ def connect(config):
         raise UserError(f"cannot join the Ray cluster at {where}: {first_line(e)}; start it "
                         "with `ray start --head`, or leave out --ray-address (and RAY_ADDRESS) "
                         "for a local one.") from None
-    if where is None and not _host(ray.get_runtime_context().gcs_address) == "127.0.0.1":
+    if where is None and not _loopback(_host(ray.get_runtime_context().gcs_address)):
         ray.shutdown()  # never leave a cluster listening beyond this machine
         raise UserError("the local Ray cluster did not bind to 127.0.0.1 only; pass "
                         "--ray-address to use a cluster started with `ray start`.")
@@ -147,11 +146,6 @@ def _signals_kept():
             signal.signal(s, h)
 
 
-def _join_env(where: str) -> dict:
-    host = _host(where)
-    return dict(LOOPBACK_ONLY) if host is not None and _loopback(host) else {}
-
-
 def _token_mode() -> None:
     """Token auth on when a token is at hand (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
     ~/.ray/auth_token) and RAY_AUTH_MODE is unset: what Ray itself does for `auto` and
@@ -163,15 +157,16 @@ def _token_mode() -> None:
     auth.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
-def _host(where: str) -> str | None:
-    """The host of ADDRESS, HOST:PORT or ray://HOST:PORT; for `auto`, of the cluster that
-    `ray start` recorded on this machine."""
+def _host(where: str) -> str:
+    """The host of HOST:PORT or ray://HOST:PORT; for `auto`, of the cluster `ray start`
+    recorded on this machine (Ray's own file)."""
     if where == "auto":
-        path = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+        from ray._common.utils import get_ray_address_file
+
         try:
-            where = path.read_text().split()[0]
+            where = Path(get_ray_address_file(None)).read_text().split()[0]
         except (OSError, IndexError):
-            return None
+            return ""  # none recorded: ray.init says so
     where = where.split("://", 1)[-1]
     host = where.rsplit(":", 1)[0] if where.count(":") == 1 or "]" in where else where
     return host.strip("[]")
