@@ -12,12 +12,14 @@
    once `--kill-after` records are in (0: none). Printed: wall times, peak RSS, how many
    records are equal bit for bit, and both against lm-eval 0.4.13's own output
    (tests/fixtures: same predictions, largest |log-likelihood difference|).
-3. `--generative`: `--format generative --limit 2` (114 questions) in one process against
+3. `--generative`: `--format generative --limit 2` (114 questions; `--gen-fewshot K` shots)
+   in one process against
    `--data-parallel 2`: hf: plans generation batches over the whole run in one process and
    per unit on replicas; printed: texts and extracted letters that differ.
 
     python bench/ray_overhead.py
     python bench/ray_overhead.py --hf --kill-after 100 --generative
+    python bench/ray_overhead.py --no-scaling --generative --gen-fewshot 5
 """
 
 from __future__ import annotations
@@ -128,14 +130,15 @@ def hf_equality(args, out_root: Path) -> None:
 
 
 def generative(args, out_root: Path) -> None:
-    extra = ("--format", "generative", "--limit", "2")
+    extra = ("--format", "generative", "--limit", "2", "--num-fewshot", str(args.gen_fewshot))
     single = run("gen-single", out_root, args.data_dir, "demo", *extra)
     dp = run("gen-dp2", out_root, args.data_dir, "demo", *extra, "--data-parallel", "2")
     a = {r.qid: r for r in single["records"]}
     b = {r.qid: r for r in dp["records"]}
     texts = [q for q in a if a[q].response != b[q].response]
     letters = [q for q in a if a[q].answer != b[q].answer]
-    print(f"\nhf: --format generative --limit 2 ({len(a)} questions): one process "
+    print(f"\nhf: --format generative --limit 2 --num-fewshot {args.gen_fewshot} ({len(a)} "
+          f"questions): one process "
           f"{single['wall']:.1f} s, --data-parallel 2 {dp['wall']:.1f} s (load {dp['load']})")
     print(f"Generated texts equal: {len(a) - len(texts)}/{len(a)}; extracted letters equal: "
           f"{len(a) - len(letters)}/{len(a)}; accuracy {_acc(a):.4f} vs {_acc(b):.4f}")
@@ -156,12 +159,15 @@ def main() -> None:
     p.add_argument("--kill-after", type=int, default=0,
                    help="--hf: SIGKILL replica 1 once this many records are in")
     p.add_argument("--generative", action="store_true", help="also hf: generation")
+    p.add_argument("--gen-fewshot", type=int, default=0, help="--generative: shots")
+    p.add_argument("--no-scaling", action="store_true", help="leave out the fake: runs")
     p.add_argument("--out", default=str(REPO / "bench/out"))
     args = p.parse_args()
     out_root = Path(args.out) / time.strftime("ray-%Y%m%d-%H%M%S")
     (out_root / "logs").mkdir(parents=True)
     print(f"{os.cpu_count()} CPUs; load average {load()}; output {out_root}")
-    scaling(args, out_root)
+    if not args.no_scaling:
+        scaling(args, out_root)
     if args.hf:
         hf_equality(args, out_root)
     if args.generative:

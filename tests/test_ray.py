@@ -264,6 +264,27 @@ def test_own_local_cluster_is_loopback_only_and_stops_with_the_run(single, tmp_p
     assert record_lines(path.parent) == record_lines(single)
 
 
+def test_kill_9_keeps_the_records_and_its_cluster_goes_with_it(cluster, single, tmp_path,
+                                                                mmlu_dir):
+    """kill -9 of a run that started its own cluster: gcs_server, raylet and the replicas go
+    with it (Ray ties them to their driver); Ray's two agents notice and exit about a minute
+    later (their last report to the dead GCS times out). The same command resumes (here in
+    this process, on the module's cluster)."""
+    args = argv(tmp_path / "dp", mmlu_dir, "--data-parallel", "2")
+    proc, path = _watch(args)
+    rh.wait_for_records(path, 16, proc, timeout=180)
+    procs = rh.tree(proc.pid)[1:]
+    proc.kill()
+    proc.wait()
+    core = [p for p in procs if not p.name().endswith("Agent")]
+    assert {"gcs_server", "raylet"} <= {p.name() for p in core}
+    rh.assert_gone(core, timeout=20)
+    assert 16 <= len(records.read(path)[1]) < 160
+    assert cli.main(args) == 0
+    assert record_lines(path.parent) == record_lines(single)
+    rh.assert_gone(procs, timeout=150)
+
+
 @pytest.fixture(scope="module")
 def head(tmp_path_factory):
     started = rh.Head(tmp_path_factory.mktemp("head"))
