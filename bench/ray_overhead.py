@@ -13,9 +13,9 @@
    records are equal bit for bit, and both against lm-eval 0.4.13's own output
    (tests/fixtures: same predictions, largest |log-likelihood difference|).
 3. `--generative`: `--format generative --limit 2` (114 questions; `--gen-fewshot K` shots)
-   in one process against
-   `--data-parallel 2`: hf: plans generation batches over the whole run in one process and
-   per unit on replicas; printed: texts and extracted letters that differ.
+   in one process against `--data-parallel 2`: hf: plans generation batches over the whole
+   run in one process and per unit on replicas; printed: texts and extracted letters that
+   differ.
 
     python bench/ray_overhead.py
     python bench/ray_overhead.py --hf --kill-after 100 --generative
@@ -42,7 +42,8 @@ from procstat import MIB, measure  # noqa: E402
 
 from mmlu_bench.records import RECORDS, read  # noqa: E402
 
-REFERENCE = REPO / "tests/fixtures/lmeval-0.4.13_smollm2-135m-instruct-q4_1_mmlu_0shot_limit10.jsonl"
+REFERENCE = (REPO / "tests" / "fixtures" /
+             "lmeval-0.4.13_smollm2-135m-instruct-q4_1_mmlu_0shot_limit10.jsonl")
 
 
 def load() -> str:
@@ -89,7 +90,8 @@ def scaling(args, out_root: Path) -> None:
     n_q = len(runs[0]["records"])
     print(f"\nScaling: fake backend, {args.latency * 1000:.0f} ms a question, {n_q} questions "
           f"({n_q * args.latency:.1f} s of latency), each run a fresh process")
-    print(f"| run | wall s | start-up s | scoring s | speed-up | peak RSS MiB | load before -> after |")
+    print("| run | wall s | start-up s | scoring s | speed-up | peak RSS MiB | "
+          "load before -> after |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     base = runs[1]["scoring"]
     for r in runs:
@@ -113,9 +115,12 @@ def hf_equality(args, out_root: Path) -> None:
     a = {r.qid: r for r in single["records"]}
     b = {r.qid: r for r in dp["records"]}
     equal = sum(a[q] == b.get(q) for q in a)
+    killed = f" with replica 1 SIGKILLed after {args.kill_after} records" \
+        if args.kill_after else ""
     print(f"\nhf: (--model demo, 0-shot --limit 10): one process against --data-parallel 2"
-          f"{' with replica 1 SIGKILLed after ' + str(args.kill_after) + ' records' if args.kill_after else ''}")
-    print("| run | wall s | scoring s | peak RSS MiB | same preds as lm-eval | max abs LL diff | load |")
+          f"{killed}")
+    print("| run | wall s | scoring s | peak RSS MiB | same preds as lm-eval | max abs LL diff "
+          "| load |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for r, recs in ((single, a), (dp, b)):
         preds = sum(recs[q].pred == ref[q]["pred"] for q in ref if q in recs)
