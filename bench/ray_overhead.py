@@ -55,7 +55,8 @@ def run(name: str, out_root: Path, data: str, model: str, *extra: str,
     """One `mmlu-bench run` as a measured child; a replica killed once kill_after records
     are in."""
     out = out_root / name
-    cmd = [sys.executable, "-m", "mmlu_bench.cli", "run", "--model", model, "--data-dir", data,
+    source = ["--data-dir", data] if data else []  # else the MMLU bundled with mmlu-bench
+    cmd = [sys.executable, "-m", "mmlu_bench.cli", "run", "--model", model, *source,
            "--output", str(out), "--no-progress", *extra]
     env = {**os.environ, "RAY_ADDRESS": ""}
     killer = threading.Thread(target=_kill_one, args=(out / RECORDS, kill_after), daemon=True)
@@ -157,7 +158,7 @@ def _acc(recs: dict) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=str(REPO.parent / "shared/data/mmlu"))
+    p.add_argument("--data-dir", help="MMLU in the original layout (default: the bundled copy)")
     p.add_argument("--latency", type=float, default=0.02, help="fake: seconds a question")
     p.add_argument("--limit", type=int, default=10, help="fake: questions per subject")
     p.add_argument("--hf", action="store_true", help="also the 570-question hf: check")

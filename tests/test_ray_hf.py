@@ -23,9 +23,10 @@ SUBJECTS = ("abstract_algebra", "anatomy", "college_physics", "marketing", "viro
             "world_religions")
 
 
-def start(out: Path, data: Path) -> tuple[subprocess.Popen, list[str]]:
-    args = ["run", "--model", "demo", "--data-dir", str(data), "--subjects", ",".join(SUBJECTS),
-            "--limit", "10", "--output", str(out), "--no-progress", "--data-parallel", "2"]
+def start(out: Path) -> tuple[subprocess.Popen, list[str]]:
+    """The run zero_shot_run made (the bundled MMLU), on six subjects, on two replicas."""
+    args = ["run", "--model", "demo", "--subjects", ",".join(SUBJECTS), "--limit", "10",
+            "--output", str(out), "--no-progress", "--data-parallel", "2"]
     proc = subprocess.Popen([sys.executable, "-m", "mmlu_bench.cli", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "RAY_ADDRESS": ""})
@@ -40,8 +41,8 @@ def assert_equal_to_single_process(out: Path, single: Path) -> None:
     assert header["backend_info"]["replicas"]["count"] == 2
 
 
-def test_a_replica_killed_mid_run_loses_nothing(zero_shot_run, tmp_path, mmlu_dir):
-    proc, _ = start(tmp_path / "dp", mmlu_dir)
+def test_a_replica_killed_mid_run_loses_nothing(zero_shot_run, tmp_path):
+    proc, _ = start(tmp_path / "dp")
     path = tmp_path / "dp" / records.RECORDS
     rh.wait_for_records(path, 1, proc)
     procs = rh.tree(proc.pid)
@@ -54,8 +55,8 @@ def test_a_replica_killed_mid_run_loses_nothing(zero_shot_run, tmp_path, mmlu_di
     assert_equal_to_single_process(tmp_path / "dp", zero_shot_run)
 
 
-def test_every_replica_killed_then_the_same_command_resumes(zero_shot_run, tmp_path, mmlu_dir):
-    proc, args = start(tmp_path / "dp", mmlu_dir)
+def test_every_replica_killed_then_the_same_command_resumes(zero_shot_run, tmp_path):
+    proc, args = start(tmp_path / "dp")
     path = tmp_path / "dp" / records.RECORDS
     rh.wait_for_records(path, 1, proc)
     procs = rh.tree(proc.pid)
@@ -68,7 +69,7 @@ def test_every_replica_killed_then_the_same_command_resumes(zero_shot_run, tmp_p
     rh.assert_gone(procs)
     done = len(records.read(path)[1])
     assert 1 <= done < 60
-    proc, _ = start(tmp_path / "dp", mmlu_dir)
+    proc, _ = start(tmp_path / "dp")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert f"Scored {60 - done} of 60 questions" in out
