@@ -19,7 +19,7 @@ from unittest import mock
 
 import pytest
 
-from mmlu_bench import backends, cli, records, runner
+from mmlu_bench import backends, cli, records
 from mmlu_bench.backends import fake, ray_cluster
 from mmlu_bench.backends.ray_pool import RayPool, _Member, _Task
 from mmlu_bench.config import RunConfig
@@ -172,7 +172,8 @@ def test_replicas_give_the_single_process_records(extra, cluster, single, tmp_pa
     assert cli.main(argv(out, mmlu_dir, *extra, "--data-parallel", "2")) == 0
     assert record_lines(out) == record_lines(base if extra else single)
     replicas = rh.header(out / records.RECORDS)["backend_info"]["replicas"]
-    assert replicas["count"] == 2 and replicas["cluster"] == "local (127.0.0.1)"
+    assert replicas["count"] == 2 and replicas["cluster"].startswith("127.0.0.1:")
+    assert not replicas["started"]  # the module's cluster, not one of its own
     assert {w["ip"] for w in replicas["where"]} == {"127.0.0.1"}
     each = int(cluster.cluster_resources()["CPU"]) // 2  # the cluster's CPUs split 2 ways
     assert replicas["each"] == {"num_cpus": each, "num_gpus": 0, "threads": each}
@@ -248,6 +249,7 @@ def test_own_local_cluster_is_loopback_only_and_stops_with_the_run(single, tmp_p
     rh.wait_for_records(path, 16, proc, timeout=180)
     procs = rh.tree(proc.pid)
     found = rh.assert_loopback_only(procs)
+    assert rh.header(path)["backend_info"]["replicas"]["started"]
     assert {pid for pid in rh.replica_pids(path)} <= {p.pid for p in procs}, found
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -308,5 +310,6 @@ def test_joins_a_cluster_started_by_ray_start(how, head, single, tmp_path, mmlu_
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert record_lines(out) == record_lines(single)
-    assert rh.header(path)["backend_info"]["replicas"]["cluster"] == head.address
+    replicas = rh.header(path)["backend_info"]["replicas"]
+    assert (replicas["cluster"], replicas["started"]) == (head.address, False)
     rh.assert_loopback_only(rh.tree(head.proc.pid))

@@ -140,14 +140,12 @@ class RayPool:
                             f"{ray_cluster.first_line(e)}") from None
 
     def info(self) -> dict:
-        where = self.ray_address_text()
+        """The first replica's info (all agree on what identifies the results), and where
+        the replicas ran: the cluster's address, whether it was started for this run."""
         return {**self._info, "replicas": {
-            "count": len(self.members), "cluster": where, "each": self.placement.public(),
-            "where": [m.where for m in self.members]}}
-
-    def ray_address_text(self) -> str:
-        where = ray_cluster.address(self.config)
-        return where if where else "local (127.0.0.1)"
+            "count": len(self.members), "cluster": self.ray.get_runtime_context().gcs_address,
+            "started": ray_cluster.address(self.config) is None and self._owns,
+            "each": self.placement.public(), "where": [m.where for m in self.members]}}
 
     def chat_renderer(self):
         return self._get(self.members[0].actor.chat_renderer.remote())
