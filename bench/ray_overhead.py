@@ -67,7 +67,7 @@ def run(name: str, out_root: Path, data: str, model: str, *extra: str,
     if m.rc:
         raise SystemExit(f"{name} failed (exit {m.rc}); see {m.stderr_log}")
     header, recs, footer = read(out / RECORDS)
-    return {"name": name, "wall": m.wall_s, "scoring": footer["wall_seconds"],
+    return {"name": name, "wall": m.wall_s, "scoring": footer.wall_seconds,
             "rss_mib": (m.peak_tree_rss or m.peak_process_rss) / MIB, "records": recs,
             "load": f"{before} -> {load()}", "killed": kill_after and not killer.is_alive(),
             "cmd": shlex.join(cmd[3:])}

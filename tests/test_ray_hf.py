@@ -38,7 +38,7 @@ def assert_equal_to_single_process(out: Path, single: Path) -> None:
     expected = [r for r in records.read(single / records.RECORDS)[1] if r.subject in SUBJECTS]
     assert footer is not None and len(recs) == len(expected) == 60
     assert recs == expected  # every log-likelihood bit for bit, none missing or twice
-    assert header["backend_info"]["replicas"]["count"] == 2
+    assert header.backend_info["replicas"]["count"] == 2
 
 
 def test_a_replica_killed_mid_run_loses_nothing(zero_shot_run, tmp_path):
