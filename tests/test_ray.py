@@ -242,10 +242,12 @@ def _watch(args: list[str], env: dict | None = None) -> tuple[subprocess.Popen, 
 
 
 def test_own_local_cluster_is_loopback_only_and_stops_with_the_run(single, tmp_path, mmlu_dir):
-    """A fresh process starts its own cluster: on 127.0.0.1 only; SIGTERM mid-run keeps the
-    records, prints the resume command and leaves no Ray process; the resume completes."""
+    """A fresh process starts its own cluster: on 127.0.0.1 only, its new auth token private;
+    SIGTERM mid-run keeps the records, prints the resume command and leaves no Ray process;
+    the resume completes."""
     args = argv(tmp_path / "dp", mmlu_dir, "--data-parallel", "2")
-    proc, path = _watch(args)
+    home = {"HOME": str(tmp_path / "home")}  # no token there yet: Ray makes one
+    proc, path = _watch(args, home)
     rh.wait_for_records(path, 16, proc, timeout=180)
     procs = rh.tree(proc.pid)
     found = rh.assert_loopback_only(procs)
@@ -258,7 +260,8 @@ def test_own_local_cluster_is_loopback_only_and_stops_with_the_run(single, tmp_p
     assert err.strip().splitlines()[-1].strip() == "mmlu-bench " + shlex.join(args)
     rh.assert_gone(procs)
     assert records.read(path)[2] is None
-    proc, path = _watch(args)
+    assert (tmp_path / "home" / ".ray" / "auth_token").stat().st_mode & 0o777 == 0o600
+    proc, path = _watch(args, home)
     rh.wait_for_records(path, 1, proc, timeout=180)
     procs = rh.tree(proc.pid)
     assert proc.wait(timeout=300) == 0, proc.communicate()

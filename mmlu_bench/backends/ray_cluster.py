@@ -15,6 +15,8 @@ Traps, each checked on Ray 2.60:
 - `ray.init` replaces the driver's SIGTERM handler (exit at once): the runner's own, which keeps
   the records and prints the resume command, is put back.
 - Ray reports usage statistics to usage-stats.ray.io by default: off for the cluster we start.
+- A new local cluster creates a token for its auth (~/.ray/auth_token) if there is none,
+  readable by every user of the machine: made the owner's alone.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def connect(config):
     quiet = dict(include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=log.isEnabledFor(logging.INFO))
     loopback = where is None or _loopback(_host(where))
+    token = Path.home() / ".ray" / "auth_token"
+    had_token = token.exists()
     try:
         with _environment(LOCAL_ENV if where is None else {}), _loopback_only(ray, loopback), \
                 _signals_kept(), _quiet(AUTH_LOGGER):
@@ -83,11 +87,19 @@ def connect(config):
         raise UserError(f"cannot join the Ray cluster at {where}: {first_line(e)}; start it "
                         "with `ray start --head`, or leave out --ray-address (and RAY_ADDRESS) "
                         "for a local one.") from None
-    if where is None and not _loopback(_host(ray.get_runtime_context().gcs_address)):
+    if where is None:
+        _check_local(ray, token, had_token)
+    return ray, True
+
+
+def _check_local(ray, token: Path, had_token: bool) -> None:
+    """The cluster just started listens on 127.0.0.1 only, and its new token is private."""
+    if not had_token and token.exists():
+        token.chmod(0o600)  # Ray writes it world-readable: anyone on the machine could join
+    if not _loopback(_host(ray.get_runtime_context().gcs_address)):
         ray.shutdown()  # never leave a cluster listening beyond this machine
         raise UserError("the local Ray cluster did not bind to 127.0.0.1 only; pass "
                         "--ray-address to use a cluster started with `ray start`.")
-    return ray, True
 
 
 @contextmanager
