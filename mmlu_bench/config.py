@@ -10,7 +10,6 @@ from pathlib import Path
 from .model_spec import model_slug, parse_model
 from .errors import ConfigError
 
-RAY_INSTALL = "pip install 'mmlu-bench[ray]'"
 DTYPES = ("auto", "float32", "fp32", "float16", "fp16", "bfloat16", "bf16")
 
 
@@ -142,6 +141,7 @@ class RunConfig:
             raise ConfigError(f"--data-parallel {self.data_parallel}: give a number of "
                               "replicas, 1 or more.")
         from .backends import spec
+        from .backends.ray_cluster import RAY_INSTALL
 
         if not spec(self.backend).in_process:
             raise ConfigError(f"--data-parallel runs copies of an in-process backend; "

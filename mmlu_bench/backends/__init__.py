@@ -63,11 +63,11 @@ def available(name: str) -> bool:
 def create(config: RunConfig) -> Backend:
     """The backend for `config`, built (a model loaded, a server checked); with
     --data-parallel, replicas on Ray each holding one built here (ray_pool.py)."""
+    s = spec(config.backend)
     if config.data_parallel:
         from .ray_pool import RayPool
 
-        return RayPool(config)
-    s = spec(config.backend)
+        return RayPool(config, s.resume_keys, create)
     if not available(s.name):
         raise ConfigError(f"the {s.name}: backend needs {s.needs}: {s.install}")
     if config.model == demo.NAME and s.demo:

@@ -30,11 +30,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import RAY_INSTALL
 from ..errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
+RAY_INSTALL = "pip install 'mmlu-bench[ray]'"
 LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 # Backends that can use a GPU, and whether this run asks them to.
 AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from ..errors import UserError
-from . import ray_cluster, spec
+from . import ray_cluster
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +38,21 @@ WAIT_S = 1.0  # how long the driver blocks at a time (Ctrl-C is seen between wai
 
 
 class Replica:
-    """The Ray actor: one real backend, answering one unit per call, batch by batch."""
+    """The Ray actor: one real backend, answering one unit per call, batch by batch.
+    `factory` is backends.create (passed in: this module never imports the table)."""
 
-    def __init__(self, config, threads: int | None) -> None:
-        self.config, self.threads, self.backend = config, threads, None
+    def __init__(self, config, threads: int | None, factory) -> None:
+        self.config, self.threads, self.factory, self.backend = config, threads, factory, None
 
     def start(self) -> dict:
         """Load the model (here, not in __init__: an error raised here reaches the driver as
         itself, one from __init__ only as text). Returns what the driver needs to know."""
-        from . import create
-
         config = self.config
         if self.threads:
             os.environ.update({k: str(self.threads) for k in THREAD_VARS})
             if config.threads is None:
                 config = replace(config, threads=self.threads)  # llama.cpp's own setting
-        self.backend = create(config)
+        self.backend = self.factory(config)
         return {"info": self.backend.info(), "where": self._where(),
                 "exact": self.backend.exact}
 
@@ -96,10 +95,11 @@ class _Task:
 
 
 class RayPool:
-    """The Backend protocol over N replicas (see the module docstring)."""
+    """The Backend protocol over N replicas (see the module docstring): `resume_keys` the
+    backend's spec's, `factory` what builds it (backends.create) in each replica."""
 
-    def __init__(self, config) -> None:
-        self.config = config
+    def __init__(self, config, resume_keys: tuple[str, ...], factory) -> None:
+        self.config, self.resume_keys, self.factory = config, resume_keys, factory
         self.ray, self._owns = ray_cluster.connect(config)
         self.members: list[_Member] = []
         self.lost: list[str] = []  # why replicas went, in order
@@ -117,15 +117,15 @@ class RayPool:
         actor = ray.remote(Replica).options(num_cpus=self.placement.num_cpus,
                                             num_gpus=self.placement.num_gpus,
                                             max_restarts=0, max_task_retries=0)
-        self.members = [_Member(i + 1, actor.remote(inner, self.placement.threads))
-                        for i in range(n)]
+        self.members = [_Member(i + 1, actor.remote(inner, self.placement.threads,
+                                                     self.factory)) for i in range(n)]
         started = self._get([m.actor.start.remote() for m in self.members])
         for m, s in zip(self.members, started, strict=True):
             m.where = s["where"]
         # Its name, capabilities and resume keys are the backend's spec's; `exact` an
         # instance's (ollama: is exact on the pulled file, not through the server).
         self.exact, self._info = started[0]["exact"], started[0]["info"]
-        _check_same(spec(config.backend).resume_keys, [s["info"] for s in started])
+        _check_same(self.resume_keys, [s["info"] for s in started])
 
     def _get(self, refs):
         """ray.get, with a backend's own error (a UserError) raised as itself."""
