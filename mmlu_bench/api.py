@@ -29,8 +29,9 @@ def evaluate(model: str, *, output: str | Path | None = None, **options) -> Resu
         ("mmlu"), format ("plain"), num_fewshot (0), limit, sample and seed, subjects
         ("stem", "anatomy,virology"), data_dir, data_source, languages, redux_subset,
         apply_chat_template, fewshot_as_multiturn, system_instruction, device, dtype,
-        quantize, batch_size, prefix_sharing, n_gpu_layers, threads, ctx_size, model_name,
-        api_key (default: $OPENAI_API_KEY), concurrency, timeout, ollama_direct,
+        quantize, batch_size, prefix_sharing, n_gpu_layers, threads, ctx_size,
+        tensor_parallel_size, gpu_memory_utilization, max_model_len, vllm_args (vllm:),
+        model_name, api_key (default: $OPENAI_API_KEY), concurrency, timeout, ollama_direct,
         data_parallel (N replicas on Ray; ray_address, else $RAY_ADDRESS, else a local
         cluster on 127.0.0.1), progress.
         An unknown or contradictory one raises ConfigError before any work.

@@ -43,6 +43,11 @@ class RunConfig:
     n_gpu_layers: int = 0
     threads: int | None = None
     ctx_size: int = 4096
+    # vLLM (vllm:)
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
+    vllm_args: tuple[str, ...] = ()  # KEY=VALUE engine arguments passed through
     # servers
     model_name: str | None = None
     api_key: str | None = None  # never written to records, results or logs
@@ -63,6 +68,8 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
         backend, model = parse_model(model_spec)
+        if "vllm_args" in settings:  # a list from the command line
+            settings["vllm_args"] = tuple(settings["vllm_args"] or ())
         return cls(model=model, backend=backend, **settings).checked()
 
     def task_spec(self):
@@ -111,6 +118,7 @@ class RunConfig:
         if self.quantize and self.backend != "hf":
             raise ConfigError("--quantize is for the hf: backend; GGUF and Ollama models are "
                               "already quantized.")
+        self._check_vllm()
         if self.ollama_direct and self.backend != "ollama":
             raise ConfigError("--ollama-direct is for ollama:NAME models.")
         if self.concurrency < 1:
@@ -149,6 +157,23 @@ class RunConfig:
                               "instead (or run gguf: on Ollama's file).")
         if importlib.util.find_spec("ray") is None:
             raise ConfigError(f"--data-parallel needs Ray: {RAY_INSTALL}")
+
+    def _check_vllm(self) -> None:
+        given = [flag for flag, value, default in (
+            ("--tensor-parallel-size", self.tensor_parallel_size, 1),
+            ("--gpu-memory-utilization", self.gpu_memory_utilization, None),
+            ("--max-model-len", self.max_model_len, None),
+            ("--vllm-arg", self.vllm_args, ())) if value != default]
+        if given and self.backend != "vllm":
+            raise ConfigError(f"{', '.join(given)}: for the vllm: backend (vLLM's engine); "
+                              "leave them out for other backends.")
+        if self.tensor_parallel_size < 1:
+            raise ConfigError("--tensor-parallel-size must be at least 1 (GPUs per model).")
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError("--gpu-memory-utilization is a fraction of each GPU's memory, "
+                              "above 0 and at most 1 (vLLM's default: 0.9).")
+        if self.max_model_len is not None and self.max_model_len < 2:
+            raise ConfigError("--max-model-len must be at least 2 tokens.")
 
     def output_dir(self) -> Path:
         """The run folder. The default is derived from the settings, so running the same

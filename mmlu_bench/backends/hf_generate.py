@@ -58,13 +58,15 @@ def plan(backend, groups) -> list[tuple[list[_Row], frozenset[str]]]:
     batches with an unrecorded question are kept, each with the recorded qids."""
     groups = list(groups)
     skip = frozenset().union(*(s for _, s in groups))
-    rows = [_row(backend, r) for requests, _ in groups for r in requests]
+    rows = [prompt_row(backend, r) for requests, _ in groups for r in requests]
     rows.sort(key=lambda r: (-len(r.tokens), r.request.context))
     return [(batch, skip) for batch in _batches(backend, rows)
             if not all(r.request.qid in skip for r in batch)]
 
 
-def _row(backend, r: GenerateRequest) -> _Row:
+def prompt_row(backend, r: GenerateRequest) -> _Row:
+    """The request as lm-eval's tokens (left-truncated for max_tokens) with its stop strings;
+    `backend` gives tokenizer, encode and max_length (hf:, vllm:)."""
     tok = backend.tokenizer
     text = r.context
     if r.messages is not None and getattr(tok, "chat_template", None):

@@ -1,8 +1,9 @@
 """openai:BASE_URL: an OpenAI-compatible server's /completions, scored from top logprobs.
 
 One request per question: the rendered prompt, one generated token, and the log-probabilities
-of that position's top 20 alternatives. Each letter's log-likelihood is read from there, so a
-letter outside the top 20 is None (missing). Exact for a one-token continuation like " A".
+of that position's top 20 alternatives. Each letter's log-likelihood is read from there (exact
+for a one-token continuation like " A"); a letter outside the top 20 is asked again with the
+prompt echoed (server_echo.py), and is None (missing) where the server cannot echo.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ..errors import BackendError, ConfigError
 from . import http, server_api
 from .http import Client, HTTPStatusError, ServerBackend, Transient
 from .server_chat import ChatLetters, openai_chat_body
+from .server_echo import EchoFallback
 from .server_generate import ServerText
 
 TOP_K = 20  # the most alternatives OpenAI's API returns; llama.cpp and vLLM accept it too
@@ -28,7 +30,9 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
-class OpenAIBackend(ChatLetters, ServerText, ServerBackend):
+class OpenAIBackend(EchoFallback, ChatLetters, ServerText, ServerBackend):
+    # top-k: a letter outside the top 20 is asked again with echo (server_echo.py), and is
+    # recorded as missing where the server's echo cannot score it
     api = server_api.OPENAI
 
     def __init__(self, config) -> None:
