@@ -21,7 +21,7 @@ import pytest
 
 from mmlu_bench import backends, cli, records
 from mmlu_bench.backends import fake, ray_cluster
-from mmlu_bench.backends.ray_pool import RayPool, _Member, _Task
+from mmlu_bench.backends.ray_pool import THREAD_VARS, RayPool, Replica, _Member, _Task
 from mmlu_bench.config import RunConfig
 from mmlu_bench.errors import ConfigError, UserError
 
@@ -120,6 +120,8 @@ def test_fake_latency_option_changes_the_time_not_the_answers(tmp_path, mmlu_dir
     ("gguf:m.gguf", {}, [{"CPU": 8, "GPU": 2}], 2, (4, 0, 4)),  # no layers offloaded
     ("gguf:m.gguf", {"n_gpu_layers": 99}, [{"CPU": 8, "GPU": 2}], 2, (1, 1, None)),
     ("fake:x", {}, [{"CPU": 8, "GPU": 2}], 2, (4, 0, 4)),
+    ("vllm:m", {"tensor_parallel_size": 2}, [{"CPU": 8, "GPU": 4}] * 2, 4, (1, 2, None)),
+    ("vllm:m", {}, [{"CPU": 8}], 2, (4, 0, 4)),  # vLLM's CPU build
 ])
 def test_each_replica_asks_for_its_share(spec, settings, nodes, n, expected):
     config = RunConfig.from_spec(spec, **settings)
@@ -132,6 +134,8 @@ def test_each_replica_asks_for_its_share(spec, settings, nodes, n, expected):
                                      "which has 2"),
     ("hf:m", {"threads": 3}, [{"CPU": 4}], 2, "needs 6 CPUs"),
     ("hf:m", {}, [{"CPU": 8, "GPU": 2}], 3, "needs 3 GPUs .* the Ray cluster has 2"),
+    ("vllm:m", {"tensor_parallel_size": 4}, [{"CPU": 8, "GPU": 2}] * 2, 1,
+     r"with 4 GPU\(s\) each needs 4 GPUs \(4 on one node each\)"),
 ])
 def test_a_cluster_too_small_is_one_line(spec, settings, nodes, n, message):
     with pytest.raises(UserError, match=message):
@@ -160,6 +164,18 @@ def test_units_of_a_lost_replica_come_back_less_what_it_delivered():
     assert list(running) == ["gen-b"] and pool.members == [b]
     assert pool.lost == ["replica 1 (pid 1 on h): killed"]
     pool.ray.kill.assert_called_once_with("actor-a", no_restart=True)
+
+
+def test_a_replica_runs_its_share_of_threads_unpinned():
+    """vLLM's CPU engine would pin every replica's threads to the same first cores."""
+    made = []
+    replica = Replica(RunConfig("m", "fake"), 3, lambda c: made.append(c) or fake.FakeBackend(c))
+    with mock.patch.dict(os.environ), mock.patch.object(Replica, "_where", return_value={}):
+        os.environ.pop("VLLM_CPU_OMP_THREADS_BIND", None)
+        replica.start()
+        assert {os.environ[v] for v in THREAD_VARS} == {"3"}
+        assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+    assert made[0].threads == 3
 
 
 @pytest.mark.parametrize("extra", [(), ("--format", "generative"), ("--apply-chat-template",)],

@@ -213,7 +213,7 @@ def placement(config, n: int, node_resources: list[dict]) -> Placement:
     gpus = [int(r.get("GPU", 0)) for r in node_resources]
     wants_gpu = GPU_BACKENDS.get(config.backend, lambda c: False)(config)
     if wants_gpu and (any(gpus) or config.device.startswith("cuda")):
-        tp = int(getattr(config, "tensor_parallel_size", None) or 1)
+        tp = config.tensor_parallel_size
         room = sum(g // tp for g in gpus)
         if room < n:
             raise UserError(f"--data-parallel {n} with {tp} GPU(s) each needs {n * tp} GPUs "

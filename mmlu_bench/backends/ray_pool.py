@@ -50,6 +50,9 @@ class Replica:
         config = self.config
         if self.threads:
             os.environ.update({k: str(self.threads) for k in THREAD_VARS})
+            # vLLM's CPU engine pins its threads to the first cores of a NUMA node, the same
+            # cores in every replica on a machine: replicas sharing it would share those.
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
             if config.threads is None:
                 config = replace(config, threads=self.threads)  # llama.cpp's own setting
         self.backend = self.factory(config)
