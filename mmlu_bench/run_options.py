@@ -59,9 +59,18 @@ RUN_OPTIONS = (
                                      help="recompute each prompt's shared few-shot prefix "
                                           "(slower, for checks)")),
     )),
+    ("many processes or machines (Ray)", (
+        ("--data-parallel", dict(type=int, metavar="N", help="N replicas of the model as Ray "
+                                 "actors, the subjects spread over them (pip install "
+                                 "'mmlu-bench[ray]')")),
+        ("--ray-address", dict(metavar="ADDRESS", help="join this Ray cluster (HOST:PORT or "
+                               "auto; default: $RAY_ADDRESS, else a local cluster on "
+                               "127.0.0.1)")),
+    )),
     ("llama.cpp (gguf:)", (
         ("--n-gpu-layers", dict(type=int, help="llama.cpp layers to offload")),
-        ("--threads", dict(type=int, help="llama.cpp CPU threads")),
+        ("--threads", dict(type=int, help="llama.cpp CPU threads (with --data-parallel: each "
+                           "replica's)")),
         ("--ctx-size", dict(type=int, help="llama.cpp context size (default 4096)")),
     )),
     ("vLLM (vllm:)", (
