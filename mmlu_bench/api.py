@@ -32,8 +32,9 @@ def evaluate(model: str, *, output: str | Path | None = None, **options) -> Resu
         quantize, batch_size, prefix_sharing, n_gpu_layers, threads, ctx_size,
         tensor_parallel_size, gpu_memory_utilization, max_model_len, vllm_args (vllm:),
         model_name, api_key (default: $OPENAI_API_KEY), concurrency, timeout, ollama_direct,
-        progress, published_model (hold the run against that model's figures in `mmlu-bench
-        published`).
+        data_parallel (N replicas on Ray; ray_address, else $RAY_ADDRESS, else a local
+        cluster on 127.0.0.1), progress, published_model (hold the run against that model's
+        figures in `mmlu-bench published`).
         An unknown or contradictory one raises ConfigError before any work.
     output: the run folder, as --output. Every batch's records are on disk (fsynced) before
         the next batch; the folder is locked while a run uses it; calling again with the same

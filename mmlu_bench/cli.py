@@ -31,6 +31,7 @@ examples:
   mmlu-bench run --model gguf:model.Q4_K_M.gguf --n-gpu-layers 99 --sample 1000
   mmlu-bench run --model ollama:llama3.2 --subjects stem
   mmlu-bench run --model openai:http://127.0.0.1:8080/v1 --model-name my-model
+  mmlu-bench run --model hf:Qwen/Qwen2.5-7B-Instruct --data-parallel 8 --ray-address auto
   mmlu-bench run --model vllm:meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 2
 
 Run the same command again to resume an interrupted run: it finds its own folder."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -53,6 +54,10 @@ class RunConfig:
     concurrency: int = 4
     timeout: float = 120.0
     ollama_direct: bool = False  # ollama: score the pulled file in-process, not via the server
+    # Ray (backends/ray_pool.py): N replicas of an in-process backend; the cluster to join
+    # (None: RAY_ADDRESS, else a local one on 127.0.0.1). Not part of a run's identity.
+    data_parallel: int | None = None
+    ray_address: str | None = None
     progress: bool = True
     # the published model this run is a copy of (a GGUF, a renamed folder): mmlu-bench published
     published_model: str | None = None
@@ -124,6 +129,7 @@ class RunConfig:
             raise ConfigError("--ollama-direct is for ollama:NAME models.")
         if self.concurrency < 1:
             raise ConfigError("--concurrency must be at least 1.")
+        self._check_ray()
         if self.backend == "openai" and not self.model_name:
             raise ConfigError("openai: needs --model-name, the model id the server serves "
                               "(see its /v1/models).")
@@ -138,6 +144,25 @@ class RunConfig:
         if self.data_source not in task.sources:
             raise ConfigError(f"--data-source {self.data_source}: --task {self.task} reads "
                               f"{' or '.join(task.sources)} (or a local copy with --data-dir).")
+
+    def _check_ray(self) -> None:
+        if self.ray_address and not self.data_parallel:
+            raise ConfigError("--ray-address needs --data-parallel N (the replicas to run on "
+                              "that cluster).")
+        if self.data_parallel is None:
+            return
+        if self.data_parallel < 1:
+            raise ConfigError(f"--data-parallel {self.data_parallel}: give a number of "
+                              "replicas, 1 or more.")
+        from .backends import spec
+        from .backends.ray_cluster import RAY_INSTALL
+
+        if not spec(self.backend).in_process:
+            raise ConfigError(f"--data-parallel runs copies of an in-process backend; "
+                              f"{self.backend}: talks to a server: raise --concurrency "
+                              "instead (or run gguf: on Ollama's file).")
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError(f"--data-parallel needs Ray: {RAY_INSTALL}")
 
     def _check_vllm(self) -> None:
         given = [flag for flag, value, default in (

@@ -56,10 +56,19 @@ RUN_OPTIONS = (
     ("speed", (
         ("--batch-size", dict(help="rows per batch, or auto (token budget)")),
         ("--threads", dict(type=int, help="CPU threads of hf: and gguf: (default: the cores "
-                           "other work leaves free, re-read as the run goes)")),
+                           "other work leaves free, re-read as the run goes; with "
+                           "--data-parallel: each replica's)")),
         ("--no-prefix-sharing", dict(dest="prefix_sharing", action="store_false",
                                      help="recompute each prompt's shared few-shot prefix "
                                           "(slower, for checks)")),
+    )),
+    ("many processes or machines (Ray)", (
+        ("--data-parallel", dict(type=int, metavar="N", help="N replicas of the model as Ray "
+                                 "actors, the subjects spread over them (pip install "
+                                 "'mmlu-bench[ray]')")),
+        ("--ray-address", dict(metavar="ADDRESS", help="join this Ray cluster (HOST:PORT or "
+                               "auto; default: $RAY_ADDRESS, else a local cluster on "
+                               "127.0.0.1)")),
     )),
     ("llama.cpp (gguf:)", (
         ("--n-gpu-layers", dict(type=int, help="llama.cpp layers to offload")),

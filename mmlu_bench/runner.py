@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 IDENTITY = ("task", "task_options", "model", "backend", "num_fewshot", "limit", "subjects",
             "data_fingerprint", "prompt_format", "sample", "seed")
 # Settings that change what is computed. Speed settings (batch size, threads, concurrency,
-# timeout) may change on resume: a run that ran out of memory resumes with a smaller batch.
+# timeout, Ray replicas) may change on resume: a run that ran out of memory resumes with a
+# smaller batch, one on Ray with fewer replicas or none (ray_pool.py: the same records).
 IDENTITY_SETTINGS = ("quantize", "prefix_sharing", "n_gpu_layers", "ctx_size", "model_name")
 
 
@@ -272,7 +273,8 @@ def _record(stream, p: Plan, done: set[str], writer: RecordWriter, bar) -> tuple
 def _progress(config: RunConfig, total: int, done: int):
     from tqdm.auto import tqdm  # a widget in a notebook, a text bar in a terminal
 
-    return tqdm(total=total, initial=done, unit="q", desc="Scoring", disable=not config.progress,
+    desc = f"Scoring on {config.data_parallel} replicas" if config.data_parallel else "Scoring"
+    return tqdm(total=total, initial=done, unit="q", desc=desc, disable=not config.progress,
                 dynamic_ncols=True)
 
 

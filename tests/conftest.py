@@ -10,6 +10,7 @@ sets it) it fails with it, so nothing is skipped silently there.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -26,6 +27,23 @@ MMLU_TEST_DATA = os.environ.get("MMLU_BENCH_TEST_DATA")
 # lm-eval 0.4.13's own per-question output, without the question text (fixtures/README.md).
 REFERENCE_0SHOT = (ROOT / "tests" / "fixtures" /
                    "lmeval-0.4.13_smollm2-135m-instruct-q4_1_mmlu_0shot_limit10.jsonl")
+
+
+
+def worst_against_reference(recs) -> float:
+    """Each record's prompt, prediction and gold as lm-eval's own (REFERENCE_0SHOT); returns the
+    largest |log-likelihood difference|."""
+    reference = {f"{r['subject']}/{r['doc_id']}": r
+                 for r in map(json.loads, REFERENCE_0SHOT.open())}
+    worst = 0.0
+    for r in recs:
+        ref = reference[r.qid]
+        assert (r.prompt_sha256, r.pred, r.gold) == (ref["prompt_sha256"], ref["pred"],
+                                                     ref["gold"]), r.qid
+        worst = max(worst, *(abs(a - b) for a, b in zip(r.loglikelihoods, ref["loglikelihoods"],
+                                                         strict=True)))
+    return worst
+
 
 # Two cores: keep torch from oversubscribing when tests run beside other work.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -90,10 +108,35 @@ def llama_cpp() -> None:
 
 
 @pytest.fixture(scope="session")
+def ray_installed() -> None:
+    require(importlib.util.find_spec("ray") is not None, "Ray: pip install 'mmlu-bench[ray]'")
+
+
+@pytest.fixture(scope="session")
 def chromium() -> str:
     from .browser import executable
 
     return executable()
+
+
+@pytest.fixture(scope="session")
+def zero_shot_run(tmp_path_factory, gguf_path) -> Path:
+    """The README's first command, all 570 questions in one process: `--model demo` is this
+    GGUF on the hf backend, the data the MMLU bundled with mmlu-bench; a newcomer's first run
+    gives lm-eval's numbers (test_hf_reference.py). The Ray tests compare with it."""
+    import contextlib
+    import io
+
+    from mmlu_bench import cli
+
+    out = tmp_path_factory.mktemp("hf0")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["run", "--model", "demo", "--limit", "10", "--output", str(out),
+                         "--no-progress"])
+    assert code == 0
+    (out / "printed.txt").write_text(printed.getvalue())
+    return out
 
 
 class _KeepOpen:

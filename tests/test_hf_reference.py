@@ -6,29 +6,11 @@ The reference file (tests/fixtures) holds lm-eval's per-question output for exac
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-
-import pytest
 
 from mmlu_bench import bundled, cli, records
 
 from .conftest import REFERENCE_0SHOT
-
-
-@pytest.fixture(scope="module")
-def zero_shot_run(tmp_path_factory, gguf_path):
-    out = tmp_path_factory.mktemp("hf0")
-    # The README's first command: `--model demo` is this GGUF on the hf backend, the data the
-    # MMLU bundled with mmlu-bench; a newcomer's first run gives lm-eval's numbers.
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = cli.main(["run", "--model", "demo", "--limit", "10", "--output", str(out),
-                         "--no-progress"])
-    assert code == 0
-    (out / "printed.txt").write_text(printed.getvalue())
-    return out
 
 
 def test_the_first_command_prints_the_table_and_its_data_source(zero_shot_run):

@@ -38,13 +38,13 @@ SPECS = (
                                            "quantization", "engine_args")),
     BackendSpec("openai", "mmlu_bench.backends.openai_compat:OpenAIBackend",
                 "an OpenAI-compatible server that returns logprobs", "nothing to install",
-                capabilities=ALL),
+                capabilities=ALL, in_process=False),
     # Either path (the server, or the pulled file scored like gguf:) can do all three. A model
     # pulled again under the same name is another model: its digest must match on resume.
     BackendSpec("ollama", "mmlu_bench.backends.ollama:open_backend",
                 "Ollama >= 0.12.11 running, else llama-cpp-python for the pulled file",
                 "nothing to install (the pulled file: pip install 'mmlu-bench[gguf]')",
-                capabilities=ALL,
+                capabilities=ALL, in_process=False,
                 resume_keys=RESUME_KEYS + ("model_digest", "ollama_path", "tokenizer")),
     BackendSpec("fake", "mmlu_bench.backends.fake:FakeBackend", "nothing (dry runs and tests)",
                 "nothing to install", capabilities=ALL),
@@ -67,8 +67,13 @@ def available(name: str) -> bool:
 
 
 def create(config: RunConfig) -> Backend:
-    """The backend for `config`, built (a model loaded, a server checked)."""
+    """The backend for `config`, built (a model loaded, a server checked); with
+    --data-parallel, replicas on Ray each holding one built here (ray_pool.py)."""
     s = spec(config.backend)
+    if config.data_parallel:
+        from .ray_pool import RayPool
+
+        return RayPool(config, s.resume_keys, create)
     if not available(s.name):
         raise ConfigError(f"the {s.name}: backend needs {s.needs}: {s.install}")
     if config.model == demo.NAME and s.demo:

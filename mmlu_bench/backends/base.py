@@ -40,6 +40,9 @@ class BackendSpec:
     # info() keys that identify the model: a resume refuses a run recorded with other values.
     resume_keys: tuple[str, ...] = RESUME_KEYS
     demo: bool = False  # can run the demo model's GGUF (--model demo)
+    # Runs the model in this process, so --data-parallel can run copies of it as Ray actors
+    # (ray_pool.py); False for a client of a server (which has its own --concurrency).
+    in_process: bool = True
 
     def __post_init__(self) -> None:
         assert self.capabilities <= set(CAPABILITIES), self.capabilities

@@ -116,10 +116,14 @@ class HFBackend:
             yield from hf_generate.generate_groups(self, groups)
 
     def _plan(self, requests: Sequence[ScoreRequest], skip: frozenset[str]) -> tk.Plan:
-        # The token budget is for all lanes together: it bounds the memory in flight.
+        # The token budget is for all lanes together: it bounds the memory in flight. Split
+        # CPU_LANES ways on every CPU, however many lanes this one runs: the batches, and so
+        # the log-likelihoods bit for bit, do not depend on the process's thread count (a
+        # Ray replica sharing a machine runs on fewer threads than a single process).
+        lanes = CPU_LANES if self.device == "cpu" else 1
         return tk.plan_subject(requests, skip, self.encode, self.max_length,
                                sharing=self.prefix_sharing, batch_size=self.batch_size,
-                               token_budget=self.token_budget // self.lanes,
+                               token_budget=self.token_budget // lanes,
                                overhead=self.batch_overhead)
 
     def _run(self, plans: Iterator[tk.Plan]) -> Iterator[tuple[tk.Plan, list, list]]:
