@@ -55,6 +55,9 @@ RUN_OPTIONS = (
     )),
     ("speed", (
         ("--batch-size", dict(help="rows per batch, or auto (token budget)")),
+        ("--threads", dict(type=int, help="CPU threads of hf: and gguf: (default: the cores "
+                           "other work leaves free, re-read as the run goes; with "
+                           "--data-parallel: each replica's)")),
         ("--no-prefix-sharing", dict(dest="prefix_sharing", action="store_false",
                                      help="recompute each prompt's shared few-shot prefix "
                                           "(slower, for checks)")),
@@ -69,8 +72,6 @@ RUN_OPTIONS = (
     )),
     ("llama.cpp (gguf:)", (
         ("--n-gpu-layers", dict(type=int, help="llama.cpp layers to offload")),
-        ("--threads", dict(type=int, help="llama.cpp CPU threads (with --data-parallel: each "
-                           "replica's)")),
         ("--ctx-size", dict(type=int, help="llama.cpp context size (default 4096)")),
     )),
     ("vLLM (vllm:)", (

@@ -122,7 +122,8 @@ def test_gguf_generates_from_lm_evals_token_ids():
                 "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
 
     backend = SimpleNamespace(llm=SimpleNamespace(create_completion=create_completion),
-                              encode=lambda text: [1, 2, 3], n_ctx=512)
+                              encode=lambda text: [1, 2, 3], n_ctx=512,
+                              use_threads=lambda: None)
     r = GenerateRequest("a/0", "<s>chat", ("\n",), 8)
     (g,) = next(llamacpp_generate.generate(backend, [r], 1))
     assert seen[0][0] == [1, 2, 3] and seen[0][1]["stop"] == ["\n"]

@@ -24,7 +24,7 @@ def groups_of(sizes, log, open_now=None):
 
 def run(groups, forward, calls=None, n=2):
     calls = [] if calls is None else calls
-    return list(lanes.run(groups, forward, n, calls.append, 1, 7))
+    return list(lanes.run(groups, forward, n, calls.append, lambda: 1, 7))
 
 
 def test_every_batch_once_with_its_groups_state_and_threads_restored():
@@ -102,8 +102,17 @@ def test_a_caller_that_stops_early_stops_the_lanes():
         time.sleep(0.01)  # 100 batches take a second in each lane
         return batch
 
-    stream = lanes.run(groups_of([100], []), forward, 2, calls.append, 1, 7)
+    stream = lanes.run(groups_of([100], []), forward, 2, calls.append, lambda: 1, 7)
     next(stream)
     stream.close()
     assert len(seen) < 100 and calls[-1] == 7
     assert threading.active_count() == before, "lanes joined"
+
+
+def test_a_lane_follows_the_thread_count_it_is_given_pass_by_pass():
+    counts = iter([2, 2, 1, 1, 1, 1, 1, 1])
+    calls = []
+    out = list(lanes.run(groups_of([6], []), lambda batch, state: batch, 1, calls.append,
+                         lambda: next(counts), 7))
+    assert len(out) == 6
+    assert calls == [2, 1, 7], "set at the start, again when the count changed, put back"

@@ -257,7 +257,7 @@ def test_fake_runs_of_each_recipe_name_and_resume(tmp_path, mmlu_dir, capsys):
 def test_hf_generation_from_units_prefix_caches_gives_the_same_text(gguf_path, mmlu_dir,
                                                                      tmp_path):
     """hf:'s generation with each unit's few-shot prefix run once and stacked into lm-eval's
-    mixed batches (hf_generate._stacked) writes the same text as with no prefix shared."""
+    mixed batches (hf_generate._UnitCaches.stacked) writes the same text as with no prefix shared."""
     from mmlu_bench import backends
     from mmlu_bench.backends import hf_generate
     from mmlu_bench.backends.hf import _sdpa_gqa

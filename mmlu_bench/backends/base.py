@@ -99,7 +99,13 @@ class UnitScorer:
 
 def _per_unit(groups, answer):
     """`answer` (score or generate) over each unit's unrecorded requests, unit after unit."""
+    for todo in unrecorded(groups):
+        yield from answer(todo)
+
+
+def unrecorded(groups: Iterable[Group] | Iterable[GenGroup]) -> Iterator[list]:
+    """Each unit's requests not yet recorded (units with none left are passed over)."""
     for requests, skip in groups:
         todo = [r for r in requests if r.qid not in skip]
         if todo:
-            yield from answer(todo)
+            yield todo

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from ..errors import ConfigError
 from ..schema import ChoiceScores, ScoreRequest
 from . import lanes, tokens as tk
+from .cpu_share import CpuShare
 from .hf_load import load
 from .kv_cache import expand
 
@@ -58,7 +59,11 @@ class HFBackend:
         self.token_budget = AUTO_TOKEN_BUDGET.get(kind, 4096)
         self.batch_overhead = BATCH_OVERHEAD.get(kind, 1024)
         self.prefix_sharing = config.prefix_sharing
-        self.threads = torch.get_num_threads()
+        # CPU threads as the load allows (cpu_share.py); on a GPU the CPU only feeds it.
+        self.cpu = CpuShare(config.threads, most=torch.get_num_threads()) \
+            if self.device == "cpu" else None
+        self.threads = self.cpu.most if self.cpu else torch.get_num_threads()
+        self.use_threads()
         self.lanes = min(CPU_LANES, self.threads) if self.device == "cpu" else 1
         self.model, self.tokenizer, self.identity = load(config, self.device, self.dtype)
         self.max_length = tk.max_length(lambda name: getattr(self.model.config, name, None),
@@ -72,7 +77,14 @@ class HFBackend:
 
     def info(self) -> dict:
         return {"device": self.device, "dtype": str(self.dtype).removeprefix("torch."),
-                "max_length": self.max_length, **self.identity}
+                "max_length": self.max_length, "lanes": self.lanes,
+                **(self.cpu.info() if self.cpu else {}),
+                **self.identity}
+
+    def use_threads(self) -> None:
+        """This thread computes on as many threads as the load allows now (cpu_share.py)."""
+        if self.cpu is not None and (n := self.cpu.check()) != self.torch.get_num_threads():
+            self.torch.set_num_threads(n)
 
     def close(self) -> None:
         self.model = None
@@ -115,8 +127,7 @@ class HFBackend:
                                overhead=self.batch_overhead)
 
     def _run(self, plans: Iterator[tk.Plan]) -> Iterator[tuple[tk.Plan, list, list]]:
-        """(plan, batch, log-softmax rows) for each batch to do: in lanes of one thread each
-        on a multi-core CPU, else one pass after another."""
+        """(plan, batch, log-softmax rows) for each batch to do."""
         def setup(plan: tk.Plan):  # (shared tokens, their cache) for the plan's batches
             return lambda: (len(plan.prefix), self._prefix_cache(plan.prefix) if plan.prefix
                             else None)
@@ -124,13 +135,23 @@ class HFBackend:
         def forward(batch: list[tk.Row], state):
             return self._forward(batch, *state)
 
+        yield from self.in_lanes(((p, setup(p), p.todo) for p in plans), forward)
+
+    def in_lanes(self, groups: Iterable, forward) -> Iterator[tuple]:
+        """(key, batch, forward(batch, state)) for groups (key, setup, batches): in lanes of
+        one thread each on a multi-core CPU (lanes.py), else one pass after another. Scoring
+        and generation both: independent passes keep their share of a busy CPU, where one
+        pass split over threads waits at every barrier for a thread the scheduler parked."""
         if self.lanes < 2:
-            for plan in plans:
-                state = setup(plan)()
-                yield from ((plan, batch, forward(batch, state)) for batch in plan.todo)
+            for key, setup, batches in groups:
+                state = setup()
+                for batch in batches:
+                    self.use_threads()
+                    yield key, batch, forward(batch, state)
             return
-        yield from lanes.run(((p, setup(p), p.todo) for p in plans), forward, self.lanes,
-                             self.torch.set_num_threads, self.threads // self.lanes, self.threads)
+        cpu = self.cpu
+        yield from lanes.run(groups, forward, self.lanes, self.torch.set_num_threads,
+                             lambda: max(1, cpu.check() // self.lanes), cpu.threads)
 
     def _prefix_cache(self, prefix: tuple[int, ...]):
         torch = self.torch

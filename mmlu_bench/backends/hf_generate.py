@@ -18,6 +18,7 @@ than an unpadded one (or than lm-eval's differently-composed batches): expected,
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -55,17 +56,24 @@ class _Row:
 def generate_groups(backend, groups: Iterable[tuple[Sequence[GenerateRequest], frozenset[str]]]
                     ) -> Iterator[list[Generation]]:
     """Every unit's requests pooled into one plan (`plan`); the batches holding an unrecorded
-    question run, each from its shared prefix, or its units' prefixes where those are longer."""
+    question run, each from its shared prefix, or its units' prefixes where those are longer;
+    in the backend's lanes (two batches at once on a multi-core CPU, hf.in_lanes)."""
     units = _UnitCaches(backend)
-    for batch, skip in plan(backend, groups):
-        shared = _shared(backend, batch)
-        if shared >= max(r.prefix for r in batch):
+
+    def setup(batch: list[_Row]):  # (each row's tokens in the cache, the cache), in a lane
+        def start():
+            shared = _shared(backend, batch)
+            if shared < max(r.prefix for r in batch):
+                return [r.prefix for r in batch], units.stacked(batch)
             prefix = backend._prefix_cache(tuple(batch[0].tokens[:shared])) if shared else None
-            _run(backend, batch, [shared] * len(batch),
-                 expand(prefix, len(batch)) if prefix is not None else None)
-        else:
-            _run(backend, batch, [r.prefix for r in batch], _stacked(backend, batch, units))
-            units.trim()
+            return [shared] * len(batch), \
+                expand(prefix, len(batch)) if prefix is not None else None
+        return start
+
+    planned = plan(backend, groups)
+    skip = planned[0][1] if planned else frozenset()
+    work = ((i, setup(batch), [batch]) for i, (batch, _) in enumerate(planned))
+    for _, batch, _ in backend.in_lanes(work, lambda b, state: _run(backend, b, *state)):
         yield [_generation(backend, r) for r in batch if r.request.qid not in skip]
 
 
@@ -138,6 +146,16 @@ class _UnitCaches:
 
     def __init__(self, backend) -> None:
         self.backend, self.caches = backend, {}
+        self.lock = threading.Lock()  # two lanes may start batches at once
+
+    def stacked(self, batch: list[_Row]):
+        """One cache for the batch from its rows' unit prefix caches, left-padded to the
+        longest (masked in _first_inputs); a row without a prefix is all padding there."""
+        with self.lock:
+            cache = stack([self.get(r) if r.prefix else None for r in batch],
+                          max(r.prefix for r in batch))
+            self.trim()  # stack copied what the batch needs
+        return cache
 
     def get(self, row: _Row):
         cache = self.caches.pop(row.unit, None)
@@ -164,13 +182,6 @@ def _stackable(backend) -> bool:
     except TypeError:  # an older transformers: no per-layer types to check
         return False
     return all(type(layer).__name__ == "DynamicLayer" for layer in layers)
-
-
-def _stacked(backend, batch: list[_Row], units: _UnitCaches):
-    """One cache for the batch from its rows' unit prefix caches, left-padded to the longest
-    (masked in _first_inputs); a row without a prefix is all padding there."""
-    return stack([units.get(r) if r.prefix else None for r in batch],
-                 max(r.prefix for r in batch))
 
 
 def _run(backend, batch: list[_Row], starts: list[int], cache) -> None:

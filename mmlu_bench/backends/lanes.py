@@ -9,9 +9,9 @@ The weights are shared; each lane holds only its own pass's activations.
 Work comes in groups (a subject): a setup pass (the shared prefix's cache), then batches that
 read it. A lane with nothing ready in the current group sets up the next one, so neither core
 waits for a long prefix pass. At most `AHEAD` groups are open at once, which bounds the
-memory. Every pass runs on the same number of threads whichever lane takes it and in whatever
-order, so results do not depend on timing, and a resumed run computes each batch bit for bit
-as before.
+memory. Batches do not depend on which lane takes them, in what order, or on how many threads
+the load allows a lane (cpu_share.py: kernels split rows among threads, never sums), so results
+do not depend on timing, and a resumed run computes each batch bit for bit as before.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class _Lanes:
     from, the finished passes, and the lock and stop signal over them."""
 
     def __init__(self, groups: Iterable, forward: Callable[[Any, Any], Any],
-                 set_threads: Callable[[int], None], threads: int) -> None:
+                 set_threads: Callable[[int], None], threads: Callable[[], int]) -> None:
         self.source = iter(groups)
         self.forward, self.set_threads, self.threads = forward, set_threads, threads
         self.work: list[Group] = []
@@ -94,9 +94,13 @@ class _Lanes:
     def lane(self) -> None:
         """One lane's thread: passes until none is left; an error stops the others."""
         try:
-            self.set_threads(self.threads)  # this thread's own team size
+            team = self.threads()
+            self.set_threads(team)  # this thread's own team size
             while (task := self._locked(self.take)) is not None:
                 g, batch = task
+                if team != (n := self.threads()):  # as the load allows (cpu_share.py)
+                    team = n
+                    self.set_threads(n)
                 if batch is None:
                     state, out = g.setup(), None
                 else:
@@ -126,11 +130,12 @@ class _Lanes:
 
 def run(groups: Iterable[tuple[Any, Callable[[], Any], Sequence]],
         forward: Callable[[Any, Any], Any], lanes: int, set_threads: Callable[[int], None],
-        threads: int, restore: int) -> Iterator[tuple[Any, Any, Any]]:
+        threads: Callable[[], int], restore: int) -> Iterator[tuple[Any, Any, Any]]:
     """(key, batch, forward(batch, state)) as each pass finishes, for groups (key, setup,
-    batches) taken from `groups` as lanes need them, by `lanes` threads each running `threads`
-    threads. An error in one lane stops the others after their current pass and is raised
-    here; so is an interruption of the caller. Threads are set back to `restore` at the end."""
+    batches) taken from `groups` as lanes need them, by `lanes` threads each running `threads()`
+    threads (asked before each pass). An error in one lane stops the others after their
+    current pass and is raised here; so is an interruption of the caller. Threads are set
+    back to `restore` at the end."""
     shared = _Lanes(groups, forward, set_threads, threads)
     workers = [threading.Thread(target=shared.lane, daemon=True) for _ in range(lanes)]
     try:

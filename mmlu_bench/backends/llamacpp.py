@@ -15,6 +15,7 @@ Speed without changing a number:
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,12 +25,16 @@ import numpy as np
 from ..errors import BackendError, ModelError
 from ..schema import ChoiceScores, ScoreRequest
 from . import tokens as tk
-from .base import UnitScorer
+from .base import UnitScorer, unrecorded
+from .cpu_share import CpuShare
+from .llamacpp_lanes import in_lanes
 
 log = logging.getLogger(__name__)
 
 # Questions per list handed back to the runner (one records write each).
 YIELD_EVERY = 16
+# Contexts at once on a multi-core CPU (llamacpp_lanes.py), as the hf: backend's lanes.
+CPU_LANES = 2
 # Fewest tokens per evaluation that reads logits (see logprobs).
 MIN_EVAL = 8
 
@@ -45,7 +50,11 @@ class LlamaCppBackend(UnitScorer):
 
         self.path = Path(config.model).expanduser()
         self.n_gpu_layers = config.n_gpu_layers if llama_cpp.llama_supports_gpu_offload() else 0
-        self.llm = _load(self.path, config)
+        self.cpu = CpuShare(config.threads)
+        # Lanes: CPU contexts of one thread each (llamacpp_lanes.py); one on a GPU.
+        self.lanes = 1 if self.n_gpu_layers else min(CPU_LANES, self.cpu.most)
+        self._threads = self._lane_threads()
+        self.llm = _load(self.path, config, *self._counts(self._threads))
         self.n_ctx = self.llm.n_ctx()
         # lm-eval's left-truncation limit is the model's trained context; longer prompts than
         # the context we allocated are refused (see _check_fits), never silently cut.
@@ -54,6 +63,19 @@ class LlamaCppBackend(UnitScorer):
         self._encode, self.tokenizer = self._pick_tokenizer()
         self._identity: dict | None = None
         self._bos_text = self._special_tokens().get("bos_token")
+        self.views = [self] + [self._view(config) for _ in range(self.lanes - 1)]
+
+    def _view(self, config) -> LlamaCppBackend:
+        """This backend with a context of its own on the same file, for another lane."""
+        view = copy.copy(self)
+        view.llm = _load(self.path, config, *self._counts(self._threads))
+        return view
+
+    def score_groups(self, groups):
+        return in_lanes(self.views, unrecorded(groups), "score")
+
+    def generate_groups(self, groups):
+        return in_lanes(self.views, unrecorded(groups), "generate")
 
     def info(self) -> dict:
         if self._identity is None:
@@ -62,12 +84,32 @@ class LlamaCppBackend(UnitScorer):
             self._identity = file_identity(self.path)
         device = f"gpu ({self.n_gpu_layers} layers)" if self.n_gpu_layers else "cpu"
         return {"device": device, "dtype": "gguf", "n_ctx": self.n_ctx,
-                "tokenizer": self.tokenizer, **self._identity}
+                "tokenizer": self.tokenizer, "lanes": self.lanes, **self.cpu.info(),
+                **self._identity}
+
+    def _lane_threads(self) -> int:
+        return max(1, self.cpu.check() // self.lanes)
+
+    def _counts(self, n: int) -> tuple[int, int]:
+        """(threads for one-token decoding steps, for prompt batches). One context alone
+        keeps llama-cpp-python's default of half the cores for decoding (a token's small
+        products wait less at each barrier) unless --threads sets both."""
+        alone = self.lanes == 1 and not self.cpu.fixed
+        return (max(1, min(n, self.cpu.most // 2)) if alone else n), n
+
+    def use_threads(self) -> None:
+        """This context's next evaluations run on the threads the load allows its lane."""
+        if (n := self._lane_threads()) != self._threads:
+            import llama_cpp
+
+            self._threads = n
+            llama_cpp.llama_set_n_threads(self.llm.ctx, *self._counts(n))
 
     def close(self) -> None:
-        if self.llm is not None:
-            self.llm.close()
-            self.llm = None
+        for view in getattr(self, "views", [self]):
+            if view.llm is not None:
+                view.llm.close()
+                view.llm = None
 
     def encode(self, text: str) -> list[int]:
         return self._encode(text)
@@ -166,6 +208,7 @@ class LlamaCppBackend(UnitScorer):
         shared = min(_common_length(llm.input_ids[: llm.n_tokens], tokens), first)
         llm.n_tokens = shared  # eval() drops the KV cache from here on
         out = []
+        self.use_threads()
         for end in range(first + 1, len(tokens) + 1):
             llm.n_tokens = max(0, min(llm.n_tokens, end - MIN_EVAL))
             llm.eval(tokens[llm.n_tokens:end])
@@ -193,7 +236,7 @@ def _fallback(why: str) -> str:
     return f"llama.cpp ({why})"
 
 
-def _load(path: Path, config):
+def _load(path: Path, config, n_threads: int, n_threads_batch: int):
     if not path.is_file():
         raise ModelError(f"{path}: no such GGUF file; check the path.")
     with open(path, "rb") as f:
@@ -205,7 +248,7 @@ def _load(path: Path, config):
         # n_threads alone would leave prompt evaluation (all of scoring) on every core.
         with _without_amx():
             return Llama(model_path=str(path), n_gpu_layers=config.n_gpu_layers,
-                         n_threads=config.threads, n_threads_batch=config.threads,
+                         n_threads=n_threads, n_threads_batch=n_threads_batch,
                          n_ctx=config.ctx_size, logits_all=False, verbose=False)
     except (ValueError, RuntimeError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -34,6 +34,7 @@ def generate(backend, requests: Sequence[GenerateRequest], every: int
 
 def _one(backend, r: GenerateRequest) -> Generation:
     llm = backend.llm
+    backend.use_threads()
     if r.messages is not None:
         out = llm.create_chat_completion(list(r.messages), max_tokens=r.max_tokens,
                                          temperature=0.0, stop=list(r.until) or None,
