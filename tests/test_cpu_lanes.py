@@ -78,9 +78,29 @@ def test_gguf_in_two_contexts_equals_one(gguf_path, mmlu_dir):
 
 
 @pytest.mark.slow
-def test_hf_generation_in_two_lanes_equals_one(mmlu_dir):
+def test_hf_generation_in_two_lanes_equals_one(mmlu_dir, monkeypatch):
+    """Generation goes in lanes once other work takes cores: here /proc/stat reads as if
+    other processes kept every core busy."""
+    from mmlu_bench.backends import cpu_share, lanes
+
+    runs = []
+    real = lanes.run
+    monkeypatch.setattr(lanes, "run", lambda *a, **k: runs.append(a[2]) or real(*a, **k))
     # One row per batch: four batches, two at a time in two lanes.
     gen = dict(limit=1, format="generative", batch_size="1")
-    one, two = run("demo", mmlu_dir, 1, **gen), run("demo", mmlu_dir, 2, **gen)
-    same_records(one, two)
-    assert (one.header.backend_info["lanes"], two.header.backend_info["lanes"]) == (1, 2)
+    ticks = iter(range(1, 10**6))
+
+    def reading(busy: bool):  # (busy, total, own) ticks: every core busy or idle, none ours
+        def ticks_now():
+            n = next(ticks) * 1000
+            return (n if busy else 0), n, 0
+        return ticks_now
+
+    monkeypatch.setattr(cpu_share, "_cpu_ticks", reading(busy=False))
+    quiet = run("demo", mmlu_dir, None, **gen)
+    assert runs == [], "a quiet CPU: one batch after another on all threads"
+    monkeypatch.setattr(cpu_share, "_cpu_ticks", reading(busy=True))
+    busy = run("demo", mmlu_dir, None, **gen)
+    assert runs == [2], "a busy CPU: two lanes"
+    assert busy.header.backend_info["threads"] == 1
+    same_records(quiet, busy)

@@ -57,7 +57,7 @@ def generate_groups(backend, groups: Iterable[tuple[Sequence[GenerateRequest], f
                     ) -> Iterator[list[Generation]]:
     """Every unit's requests pooled into one plan (`plan`); the batches holding an unrecorded
     question run, each from its shared prefix, or its units' prefixes where those are longer;
-    in the backend's lanes (two batches at once on a multi-core CPU, hf.in_lanes)."""
+    in the backend's lanes once other work takes cores (hf.in_lanes)."""
     units = _UnitCaches(backend)
 
     def setup(batch: list[_Row]):  # (each row's tokens in the cache, the cache), in a lane
@@ -73,7 +73,8 @@ def generate_groups(backend, groups: Iterable[tuple[Sequence[GenerateRequest], f
     planned = plan(backend, groups)
     skip = planned[0][1] if planned else frozenset()
     work = ((i, setup(batch), [batch]) for i, (batch, _) in enumerate(planned))
-    for _, batch, _ in backend.in_lanes(work, lambda b, state: _run(backend, b, *state)):
+    for _, batch, _ in backend.in_lanes(work, lambda b, state: _run(backend, b, *state),
+                                        always=False):
         yield [_generation(backend, r) for r in batch if r.request.qid not in skip]
 
 
