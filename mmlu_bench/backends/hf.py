@@ -144,8 +144,8 @@ class HFBackend:
         threads waits at every barrier for a thread the scheduler parked. always=False
         (generation): one pass after another while the cores are free, lanes from the first
         batch that finds other work on them: a few long, prompt-heavy batches are faster on
-        all threads of a quiet CPU (mmlu_llama --limit 2 on 6 subjects: 16.5 s, in lanes
-        23.3 s: two lanes idle one another at the end)."""
+        all threads of a quiet CPU (bench/gen_vs_lmeval.py --format llama --limit 2, 6
+        subjects: 16.4 s; in lanes 23.4 s, one lane idle while the other ends)."""
         groups = iter(groups)
         while self.lanes < 2 or not (always or self._busy()):
             key, setup, batches = next(groups, (None, None, None))
